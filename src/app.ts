@@ -1,0 +1,69 @@
+// Wires one mirror together from a Config: index, store, upstream, caches, routes, server. No logic of its own;
+// main.ts runs it as a process, tests run it in-process.
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { BlobFills } from './cache/blob-fill.js';
+import { DiskBlobStore } from './cache/blob-store.js';
+import { BlobCache } from './cache/blobs.js';
+import { ManifestCache } from './cache/manifests.js';
+import type { Config } from './config/schema.js';
+import { createRoutes } from './http/routes.js';
+import { RegistryServer } from './http/server.js';
+import { BlobIndex } from './index/blob-index.js';
+import { openIndex } from './index/db.js';
+import { LevelTagIndex } from './index/tag-index.js';
+import { Metrics } from './metrics/metrics.js';
+import { RegistryClient } from './upstream/client.js';
+
+export interface Mirror {
+  readonly server: RegistryServer;
+  readonly metrics: Metrics;
+  /** Listens on config.listen; resolves with the bound address (port 0 picks a free one). */
+  listen(): Promise<{ host: string; port: number }>;
+  /** Graceful: stop accepting, finish responses (bounded), abort downloads, close upstream and index. */
+  close(): Promise<void>;
+}
+
+export async function createMirror(config: Config, log: Logger): Promise<Mirror> {
+  const metrics = new Metrics(new Registry());
+  const store = new DiskBlobStore(config.dataDir);
+  const { removedTempFiles } = await store.init();
+  if (removedTempFiles > 0) log.info({ removedTempFiles }, 'removed unfinished downloads');
+  const db = await openIndex(config.dataDir);
+  const index = new BlobIndex(db, config.cache.metadataEntries);
+  const tags = new LevelTagIndex(db, config.cache.metadataEntries);
+  const upstream = new RegistryClient(config.upstream, metrics, log.child({ module: 'upstream' }));
+  const fills = new BlobFills({
+    store,
+    index,
+    upstream,
+    metrics,
+    log: log.child({ module: 'fill' }),
+    fillTimeoutMs: config.upstream.fillTimeout,
+  });
+  const blobs = new BlobCache(store, index, fills, upstream);
+  const manifests = new ManifestCache({
+    store,
+    index,
+    tags,
+    upstream,
+    log: log.child({ module: 'manifests' }),
+    memoryBytes: config.cache.manifestMemoryBytes,
+  });
+  const server = new RegistryServer({
+    handler: createRoutes({ blobs, manifests, upstream, metrics, registry: metrics.registry }),
+    log,
+    metrics,
+  });
+  return {
+    server,
+    metrics,
+    listen: () => server.listen(config.listen.host, config.listen.port),
+    async close() {
+      await server.close(config.shutdownTimeout);
+      fills.abortAll();
+      await upstream.close();
+      await db.close();
+    },
+  };
+}

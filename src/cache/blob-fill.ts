@@ -1,0 +1,239 @@
+// One upstream download per digest. The download (the "fill") writes a temp file and belongs to no client;
+// every client, the first included, reads that file up to what is on disk, so a slow or vanished client
+// never slows the download or the others, and a late joiner can attach at any moment.
+import { open } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from 'pino';
+import type { BlobIndex } from '../index/blob-index.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { ByteRange } from '../registry/byte-range.js';
+import type { Digest, Repository } from '../registry/reference.js';
+import type { Upstream } from '../upstream/upstream.js';
+import { isNotFound, type BlobStore, type BlobWriter } from './blob-store.js';
+import { DigestMismatchError } from './digest-verify.js';
+
+const TAIL_CHUNK = 256 * 1024;
+const DEFAULT_MEDIA_TYPE = 'application/octet-stream';
+
+type FillState = 'running' | 'done' | 'failed';
+
+/** A download in progress (or just ended), as its readers see it. */
+export class BlobFill {
+  state: FillState = 'running';
+  error: Error | undefined;
+  written = 0;
+  /** The temp file being written; set before the fill is handed to any reader. */
+  spoolPath = '';
+  private wake!: () => void;
+  private changed!: Promise<void>;
+
+  constructor(
+    readonly digest: Digest,
+    /** Size announced by upstream; set from the file when the download ends. */
+    public size: number | undefined,
+    readonly mediaType: string,
+    private readonly store: BlobStore,
+  ) {
+    this.rearm();
+  }
+
+  /** A method, not a field test, because the state changes across awaits. */
+  isDone(): boolean {
+    return this.state === 'done';
+  }
+
+  progress(written: number): void {
+    this.written = written;
+    this.notify();
+  }
+
+  succeed(size: number): void {
+    this.size = size;
+    this.written = size;
+    this.state = 'done';
+    this.notify();
+  }
+
+  fail(error: Error): void {
+    this.error = error;
+    this.state = 'failed';
+    this.notify();
+  }
+
+  /**
+   * A stream of the blob (or a range of it) that follows the download. Until the digest has been verified
+   * the last byte is withheld: a client whose blob fails verification sees a broken response, never a
+   * complete one with wrong bytes.
+   */
+  read(range?: ByteRange): Readable {
+    return Readable.from(this.tail(range), { objectMode: false });
+  }
+
+  private async *tail(range: ByteRange | undefined): AsyncGenerator<Buffer> {
+    if (this.state === 'done') {
+      yield* await this.readStored(range);
+      return;
+    }
+    let position = range?.start ?? 0;
+    const handle = await open(this.spoolPath, 'r').catch((err: unknown) => {
+      if (isNotFound(err) && this.isDone()) return undefined; // renamed into place meanwhile
+      throw this.error ?? err;
+    });
+    if (!handle) {
+      yield* await this.readStored(range);
+      return;
+    }
+    try {
+      for (;;) {
+        if (this.error) throw this.error ?? new Error('blob download failed');
+        const end = range ? range.end + 1 : (this.size ?? Number.POSITIVE_INFINITY);
+        if (position >= end) return;
+        const verified = this.isDone();
+        const readable = Math.min(end, verified ? this.written : this.written - 1);
+        if (position >= readable) {
+          if (verified) return;
+          await this.changed;
+          continue;
+        }
+        const buffer = Buffer.allocUnsafe(Math.min(TAIL_CHUNK, readable - position));
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+        if (bytesRead === 0) throw new Error(`temp file of ${this.digest} is shorter than recorded`);
+        position += bytesRead;
+        yield buffer.subarray(0, bytesRead);
+      }
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private async readStored(range: ByteRange | undefined): Promise<Readable> {
+    const stored = await this.store.open(this.digest);
+    if (!stored) throw new Error(`blob ${this.digest} vanished after its download`);
+    return stored.read(range);
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.rearm();
+    wake();
+  }
+
+  private rearm(): void {
+    this.changed = new Promise((resolve) => (this.wake = resolve));
+  }
+}
+
+export interface BlobFillsDeps {
+  store: BlobStore;
+  index: BlobIndex;
+  upstream: Upstream;
+  metrics: Metrics;
+  log: Logger;
+  fillTimeoutMs: number;
+}
+
+export interface JoinedFill {
+  fill: BlobFill;
+  /** False for the request that started the download. */
+  coalesced: boolean;
+}
+
+/** The in-flight downloads of one cache instance, by digest. */
+export class BlobFills {
+  private readonly inFlight = new Map<Digest, Promise<BlobFill | undefined>>();
+  private readonly shutdown = new AbortController();
+
+  constructor(private readonly deps: BlobFillsDeps) {}
+
+  /** Joins the download of a digest, starting one if none runs. Resolves once upstream has answered; undefined for 404. */
+  async join(repo: Repository, digest: Digest): Promise<JoinedFill | undefined> {
+    const running = this.inFlight.get(digest);
+    if (running) {
+      const fill = await running;
+      return fill ? { fill, coalesced: true } : undefined;
+    }
+    const started = this.start(repo, digest);
+    this.inFlight.set(digest, started);
+    // A 404 or a failure before the first byte ends the entry at once; a download ends it when settled.
+    started.then(
+      (fill) => fill ?? this.inFlight.delete(digest),
+      () => this.inFlight.delete(digest),
+    );
+    const fill = await started;
+    return fill ? { fill, coalesced: false } : undefined;
+  }
+
+  isFilling(digest: Digest): boolean {
+    return this.inFlight.has(digest);
+  }
+
+  /** Aborts every download (shutdown): their temp files are removed, nothing half-written is indexed. */
+  abortAll(): void {
+    this.shutdown.abort();
+  }
+
+  private async start(repo: Repository, digest: Digest): Promise<BlobFill | undefined> {
+    const { store, upstream, metrics } = this.deps;
+    // The file may have landed between the caller's index lookup and now (a fill that just ended).
+    const stored = await store.stat(digest);
+    if (stored) {
+      if (!(await this.deps.index.get(digest))) {
+        const now = Date.now();
+        const record = { size: stored.size, mediaType: DEFAULT_MEDIA_TYPE, manifest: false, createdAt: now, lastAccessAt: now };
+        await this.deps.index.put(digest, record);
+      }
+      const fill = new BlobFill(digest, stored.size, DEFAULT_MEDIA_TYPE, store);
+      fill.succeed(stored.size);
+      this.inFlight.delete(digest);
+      return fill;
+    }
+    const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.deps.fillTimeoutMs)]);
+    const blob = await upstream.fetchBlob(repo, digest, { signal });
+    if (!blob) return undefined;
+    const mediaType = blob.mediaType ?? DEFAULT_MEDIA_TYPE;
+    const fill = new BlobFill(digest, blob.size, mediaType, store);
+    let writer: BlobWriter;
+    try {
+      writer = await store.createWriter(digest, blob.size, { onProgress: (written) => fill.progress(written) });
+    } catch (err) {
+      blob.body.destroy();
+      throw err;
+    }
+    fill.spoolPath = writer.spoolPath;
+    metrics.fillsInFlight.inc();
+    // Detached from every client: it ends by itself, successfully or not.
+    void this.run(fill, writer, blob.body, mediaType, signal).finally(() => {
+      metrics.fillsInFlight.dec();
+      this.inFlight.delete(digest);
+    });
+    return fill;
+  }
+
+  private async run(fill: BlobFill, writer: BlobWriter, body: Readable, mediaType: string, signal: AbortSignal) {
+    const { index, metrics, log } = this.deps;
+    const started = Date.now();
+    try {
+      await pipeline(body, writer, { signal });
+      const info = await writer.commit();
+      const now = Date.now();
+      await index.put(fill.digest, { size: info.size, mediaType, manifest: false, createdAt: now, lastAccessAt: now });
+      metrics.upstreamBytes.inc(info.size);
+      metrics.fills.inc({ result: 'ok' });
+      fill.succeed(info.size);
+      log.info({ digest: fill.digest, bytes: info.size, ms: now - started }, 'blob cached');
+    } catch (err) {
+      await writer.abort();
+      metrics.upstreamBytes.inc(writer.bytesWritten);
+      const failure = err instanceof Error ? err : new Error(String(err));
+      if (failure instanceof DigestMismatchError) {
+        metrics.verifyFailures.inc({ reason: failure.reason });
+      } else if (fill.size !== undefined && writer.bytesWritten < fill.size && !signal.aborted) {
+        metrics.verifyFailures.inc({ reason: 'truncated' });
+      }
+      metrics.fills.inc({ result: 'error' });
+      fill.fail(failure);
+      log.error({ err: failure, digest: fill.digest, bytes: writer.bytesWritten }, 'blob download failed, nothing cached');
+    }
+  }
+}

@@ -1,0 +1,232 @@
+// Content-addressed blob files on local disk. Bytes reach their final name only by rename after verification,
+// so a file under blobs/ is always complete and correct; anything under tmp/ is disposable.
+//
+//   <dataDir>/
+//     blobs/
+//       sha256/
+//         ab/
+//           ab12…(64 hex)      verified blob or manifest, named by its digest
+//       sha512/…
+//     tmp/
+//       <hex>.<random>         download in progress; removed on abort and at every start
+import { randomBytes } from 'node:crypto';
+import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Writable, type Readable } from 'node:stream';
+import type { ByteRange } from '../registry/byte-range.js';
+import { digestAlgorithm, digestHex, type Digest } from '../registry/reference.js';
+import { DigestVerifier } from './digest-verify.js';
+
+export interface BlobInfo {
+  digest: Digest;
+  size: number;
+}
+
+export interface BlobWriterOptions {
+  /** Called after each chunk is on disk (readable by others), with the total written so far. */
+  onProgress?: (bytesWritten: number) => void;
+}
+
+export interface BlobWriter extends Writable {
+  /** The file being written, so that readers can follow a download while it grows. */
+  readonly spoolPath: string;
+  readonly bytesWritten: number;
+  /** After the stream finished: verify size and digest, fsync, rename into place. Throws DigestMismatchError. */
+  commit(): Promise<BlobInfo>;
+  /** Idempotent, safe in finally: stops writing and removes the temp file. */
+  abort(): Promise<void>;
+}
+
+/** A stored blob, opened: its size is known and it cannot vanish while read. Read once, or close. */
+export interface OpenBlob {
+  readonly size: number;
+  read(range?: ByteRange): Readable;
+  close(): Promise<void>;
+}
+
+export interface BlobStore {
+  stat(digest: Digest): Promise<BlobInfo | undefined>;
+  /** Undefined when the blob is not stored. Async so that a missing file is known before any header is sent. */
+  open(digest: Digest): Promise<OpenBlob | undefined>;
+  /** Resolves once the temp file exists, so readers may open `spoolPath` at once. */
+  createWriter(digest: Digest, size: number | undefined, options?: BlobWriterOptions): Promise<BlobWriter>;
+  delete(digest: Digest): Promise<void>;
+}
+
+/** Reads of cached blobs go in chunks of this size: fewer syscalls than fs's 64 KiB default. */
+const READ_CHUNK = 256 * 1024;
+
+export class DiskBlobStore implements BlobStore {
+  private readonly blobsDir: string;
+  private readonly tmpDir: string;
+
+  constructor(dataDir: string) {
+    this.blobsDir = join(dataDir, 'blobs');
+    this.tmpDir = join(dataDir, 'tmp');
+  }
+
+  /** Creates the tree and removes leftovers of downloads that a crash or kill interrupted. */
+  async init(): Promise<{ removedTempFiles: number }> {
+    await mkdir(this.blobsDir, { recursive: true });
+    await mkdir(this.tmpDir, { recursive: true });
+    const leftovers = await readdir(this.tmpDir);
+    await Promise.all(leftovers.map((name) => rm(join(this.tmpDir, name), { force: true, recursive: true })));
+    return { removedTempFiles: leftovers.length };
+  }
+
+  pathOf(digest: Digest): string {
+    const hex = digestHex(digest);
+    return join(this.blobsDir, digestAlgorithm(digest), hex.slice(0, 2), hex);
+  }
+
+  async stat(digest: Digest): Promise<BlobInfo | undefined> {
+    try {
+      const info = await stat(this.pathOf(digest));
+      return { digest, size: info.size };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async open(digest: Digest): Promise<OpenBlob | undefined> {
+    let handle: FileHandle;
+    try {
+      handle = await open(this.pathOf(digest), 'r');
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    const { size } = await handle.stat();
+    return {
+      size,
+      read: (range) =>
+        handle.createReadStream({
+          start: range?.start ?? 0,
+          ...(range ? { end: range.end } : {}),
+          highWaterMark: READ_CHUNK,
+          autoClose: true,
+        }),
+      close: () => handle.close(),
+    };
+  }
+
+  async createWriter(digest: Digest, size: number | undefined, options: BlobWriterOptions = {}): Promise<BlobWriter> {
+    const spoolPath = join(this.tmpDir, `${digestHex(digest).slice(0, 16)}.${randomBytes(6).toString('hex')}`);
+    const handle = await open(spoolPath, 'wx');
+    return new DiskBlobWriter(digest, size, handle, spoolPath, this.pathOf(digest), options);
+  }
+
+  async delete(digest: Digest): Promise<void> {
+    await rm(this.pathOf(digest), { force: true });
+  }
+}
+
+class DiskBlobWriter extends Writable implements BlobWriter {
+  private handle: FileHandle | undefined;
+  private readonly verifier: DigestVerifier;
+  private written = 0;
+  private settled = false;
+
+  constructor(
+    readonly digest: Digest,
+    size: number | undefined,
+    handle: FileHandle,
+    readonly spoolPath: string,
+    private readonly finalPath: string,
+    private readonly options: BlobWriterOptions,
+  ) {
+    super({ highWaterMark: 1024 * 1024 });
+    this.handle = handle;
+    this.verifier = new DigestVerifier(digest, size);
+  }
+
+  get bytesWritten(): number {
+    return this.written;
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    try {
+      // Refuse excess bytes before they touch the disk.
+      this.verifier.update(chunk);
+    } catch (err) {
+      callback(err as Error);
+      return;
+    }
+    writeFully(this.handle as FileHandle, chunk, this.written).then(
+      () => {
+        this.written += chunk.length;
+        this.options.onProgress?.(this.written);
+        callback();
+      },
+      (err: Error) => callback(err),
+    );
+  }
+
+  async commit(): Promise<BlobInfo> {
+    if (this.settled) throw new Error('blob writer already settled');
+    const handle = this.handle;
+    if (!handle || !this.writableFinished) throw new Error('blob writer committed before its stream finished');
+    try {
+      this.verifier.finish();
+      await handle.sync();
+      await handle.close();
+      this.handle = undefined;
+      const dir = join(this.finalPath, '..');
+      await mkdir(dir, { recursive: true });
+      await rename(this.spoolPath, this.finalPath);
+      await syncDirectory(dir);
+      this.settled = true;
+      return { digest: this.digest, size: this.written };
+    } catch (err) {
+      await this.abort();
+      throw err;
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.settled) return;
+    this.settled = true;
+    this.destroy();
+    const handle = this.handle;
+    this.handle = undefined;
+    await handle?.close().catch(() => undefined);
+    await unlink(this.spoolPath).catch(() => undefined);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // Destroyed without commit (pipeline failure): the handle closes here; abort() removes the file.
+    const handle = this.handle;
+    if (!handle || this.writableFinished) {
+      callback(error);
+      return;
+    }
+    this.handle = undefined;
+    handle.close().then(
+      () => callback(error),
+      () => callback(error),
+    );
+  }
+}
+
+async function writeFully(handle: FileHandle, chunk: Buffer, position: number): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.length) {
+    const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset, position + offset);
+    offset += bytesWritten;
+  }
+}
+
+/** fsync of the directory makes the rename itself durable across a power loss. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}

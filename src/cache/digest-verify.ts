@@ -1,0 +1,87 @@
+// Verifying content against its digest while it streams: hash every chunk, refuse a byte past the expected
+// size at once, and check size and digest at the end. Nothing unverified may become a cached file.
+import { createHash, type Hash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { digestAlgorithm, type Digest } from '../registry/reference.js';
+
+export type MismatchReason = 'digest' | 'size' | 'truncated';
+
+export class DigestMismatchError extends Error {
+  readonly code = 'DIGEST_MISMATCH';
+  constructor(
+    readonly digest: Digest,
+    readonly reason: MismatchReason,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'DigestMismatchError';
+  }
+}
+
+/** Incremental check of one blob; `update` throws as soon as the content is too long. */
+export class DigestVerifier {
+  private readonly hash: Hash;
+  private length = 0;
+
+  constructor(
+    readonly digest: Digest,
+    /** Expected size; undefined when upstream did not announce one (then only the digest decides). */
+    readonly expectedSize: number | undefined,
+  ) {
+    this.hash = createHash(digestAlgorithm(digest));
+  }
+
+  get bytes(): number {
+    return this.length;
+  }
+
+  update(chunk: Buffer): void {
+    if (this.expectedSize !== undefined && this.length + chunk.length > this.expectedSize) {
+      throw new DigestMismatchError(
+        this.digest,
+        'size',
+        `${this.digest}: more than the expected ${this.expectedSize} bytes`,
+      );
+    }
+    this.length += chunk.length;
+    this.hash.update(chunk);
+  }
+
+  /** Called at end of input: throws unless every byte arrived and the digest matches. */
+  finish(): void {
+    if (this.expectedSize !== undefined && this.length !== this.expectedSize) {
+      throw new DigestMismatchError(
+        this.digest,
+        'truncated',
+        `${this.digest}: got ${this.length} of ${this.expectedSize} bytes`,
+      );
+    }
+    const actual = `${digestAlgorithm(this.digest)}:${this.hash.digest('hex')}`;
+    if (actual !== this.digest) {
+      throw new DigestMismatchError(this.digest, 'digest', `${this.digest}: content hashes to ${actual}`);
+    }
+  }
+}
+
+/** A pass-through Transform that fails the pipeline before EOF on excess bytes, and at EOF on any mismatch. */
+export function createVerifyStream(digest: Digest, expectedSize: number | undefined): Transform {
+  const verifier = new DigestVerifier(digest, expectedSize);
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      try {
+        verifier.update(chunk);
+        callback(null, chunk);
+      } catch (err) {
+        callback(err as Error);
+      }
+    },
+    flush(callback: TransformCallback) {
+      try {
+        verifier.finish();
+        callback();
+      } catch (err) {
+        callback(err as Error);
+      }
+    },
+  });
+}

@@ -1,0 +1,80 @@
+// The one Config schema: every key, its type and its default. Unknown keys are rejected (strict objects).
+import { z } from 'zod';
+import { parseDuration, parseListen } from './units.js';
+
+const duration = z.string().transform((text, ctx) => {
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected a duration like "30s", "5m" or "1h", found "${text}"` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const listen = z.string().transform((text, ctx) => {
+  const parsed = parseListen(text);
+  if (!parsed) {
+    ctx.addIssue({ code: 'custom', message: `expected host:port such as "127.0.0.1:5000", found "${text}"` });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
+const upstreamUrl = z.string().transform((text, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `expected an http(s) URL, found "${text}"` });
+    return z.NEVER;
+  }
+  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.pathname.replace(/\/+$/, '') !== '') {
+    ctx.addIssue({ code: 'custom', message: `expected an http(s) origin without a path, found "${text}"` });
+    return z.NEVER;
+  }
+  return url.origin;
+});
+
+export const configSchema = z.strictObject({
+  /** Address the registry API listens on. */
+  listen: listen.prefault('127.0.0.1:5000'),
+  /** Where blobs, manifests and the index live. */
+  dataDir: z.string().min(1).default('./data'),
+  upstream: z
+    .strictObject({
+      /** Registry origin; Docker Hub by default. */
+      url: upstreamUrl.prefault('https://registry-1.docker.io'),
+      /** Name that keys tag records, so that more upstreams can share one index later. */
+      name: z.string().regex(/^[a-z0-9.-]+(:\d+)?$/).default('docker.io'),
+      /** Concurrent connections to the upstream origin. */
+      connections: z.int().min(1).max(1024).default(16),
+      connectTimeout: duration.prefault('10s'),
+      /** Time to wait for upstream response headers. */
+      headersTimeout: duration.prefault('30s'),
+      /** Longest silence between two chunks of an upstream body. */
+      bodyTimeout: duration.prefault('30s'),
+      /** Upper bound for one whole blob download, which no client owns. */
+      fillTimeout: duration.prefault('1h'),
+    })
+    .prefault({}),
+  cache: z
+    .strictObject({
+      /** Hot metadata (blob, manifest and tag records) kept in memory. */
+      metadataEntries: z.int().min(100).max(10_000_000).default(50_000),
+      /** Manifest bodies kept in memory, by total bytes. */
+      manifestMemoryBytes: z.int().min(0).default(64 * 2 ** 20),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+  /** How long in-flight responses may take to finish on SIGTERM before the process exits anyway. */
+  shutdownTimeout: duration.prefault('10s'),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = Readonly<z.output<typeof configSchema>>;
+export type UpstreamConfig = Config['upstream'];
+export type CacheConfig = Config['cache'];

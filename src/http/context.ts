@@ -1,0 +1,27 @@
+// What a route handler gets: the request, the response, a request-bound logger, and fields for the access log.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { Logger } from 'pino';
+
+export type Request = IncomingMessage | Http2ServerRequest;
+export type Response = ServerResponse | Http2ServerResponse;
+
+export interface RequestContext {
+  readonly req: Request;
+  readonly res: Response;
+  readonly log: Logger;
+  readonly method: string;
+  /** Raw path, not percent-decoded, so that `%2e%2e` stays invalid instead of becoming `..`. */
+  readonly path: string;
+  /** The query string with its `?`, or ''. */
+  readonly query: string;
+  /** Filled in by handlers for the access log and metrics. */
+  cache: string | undefined;
+  kind: 'manifest' | 'blob' | 'tags' | undefined;
+  bytes: number;
+}
+
+export function header(req: Request, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}

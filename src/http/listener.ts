@@ -1,0 +1,48 @@
+// One plain-text port for both HTTP/1.1 and HTTP/2 with prior knowledge (h2c). node:http2's allowHTTP1 works
+// only behind TLS (ALPN), and docker/containerd speak HTTP/1.1 to an http:// mirror, so the first bytes of
+// each connection decide: the HTTP/2 preface starts with "PRI ", no HTTP/1 request line does.
+import type { Server as Http1Server } from 'node:http';
+import type { Http2Server } from 'node:http2';
+import { createServer, type Server, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+
+export function createSniffingListener(http1: Http1Server, http2: Http2Server): Server {
+  return createServer((socket) => {
+    socket.once('data', (first: Buffer) => {
+      socket.pause();
+      if (first.subarray(0, 4).toString('latin1') === 'PRI ') {
+        http2.emit('connection', replaying(socket, first));
+      } else {
+        // http's parser also reads what was unshifted back into the socket.
+        socket.unshift(first);
+        http1.emit('connection', socket);
+        socket.resume();
+      }
+    });
+    socket.on('error', () => socket.destroy());
+  });
+}
+
+/**
+ * The HTTP/2 session reads its socket's handle directly and would miss the bytes we already read, so it gets
+ * a Duplex that replays them first, then relays the socket.
+ */
+function replaying(socket: Socket, first: Buffer): Duplex {
+  const duplex = new Duplex({
+    read: () => void socket.resume(),
+    write: (chunk: Buffer, _encoding, callback) => void socket.write(chunk, callback),
+    final: (callback) => void socket.end(callback),
+    destroy: (err, callback) => {
+      socket.destroy(err ?? undefined);
+      callback(err);
+    },
+  });
+  duplex.push(first);
+  socket.on('data', (chunk: Buffer) => {
+    if (!duplex.push(chunk)) socket.pause();
+  });
+  socket.on('end', () => duplex.push(null));
+  socket.on('close', () => duplex.destroy());
+  Object.assign(duplex, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort });
+  return duplex;
+}

@@ -1,0 +1,194 @@
+// The route table of the registry API v2 pull side (distribution-spec "Pull"), plus health and metrics.
+import { pipeline } from 'node:stream/promises';
+import type { Registry } from 'prom-client';
+import type { BlobCache, BlobHandle } from '../cache/blobs.js';
+import type { ManifestAnswer, ManifestCache } from '../cache/manifests.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { RegistryError } from '../registry/errors.js';
+import { acceptClass } from '../registry/media-types.js';
+import { parseDigest, parseManifestReference, parseRepository, type Repository } from '../registry/reference.js';
+import type { Upstream } from '../upstream/upstream.js';
+import { header, type RequestContext } from './context.js';
+import { contentRange, parseRange } from './range.js';
+import type { Handler } from './server.js';
+
+export interface RouteDeps {
+  blobs: BlobCache;
+  manifests: ManifestCache;
+  upstream: Upstream;
+  metrics: Metrics;
+  registry: Registry;
+}
+
+const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' } as const;
+/** /v2/<name>/<endpoint>/<reference>: the name may hold slashes, the reference may not. */
+const REPO_ROUTE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)$/;
+const READ_METHODS = new Set(['GET', 'HEAD']);
+/** Digests never change: clients and proxies may keep them for a year. */
+const IMMUTABLE = 'public, max-age=31536000, immutable';
+
+export function createRoutes(deps: RouteDeps): Handler {
+  return async (ctx) => {
+    const { path, method } = ctx;
+    if (path === '/healthz') return sendText(ctx, 200, 'ok\n', 'text/plain');
+    if (path === '/metrics') {
+      return sendText(ctx, 200, await deps.registry.metrics(), deps.registry.contentType);
+    }
+    if (!path.startsWith('/v2/') && path !== '/v2') throw new RegistryError('NOT_FOUND', 'no such endpoint');
+    if (!READ_METHODS.has(method)) {
+      throw new RegistryError('UNSUPPORTED', 'this mirror is read-only', { headers: { allow: 'GET, HEAD' } });
+    }
+    if (path === '/v2/' || path === '/v2') return sendText(ctx, 200, '{}', 'application/json');
+    const match = REPO_ROUTE.exec(path);
+    if (!match) {
+      if (path.includes('/blobs/uploads')) throw new RegistryError('UNSUPPORTED', 'this mirror is read-only');
+      throw new RegistryError('NOT_FOUND', 'no such endpoint');
+    }
+    const [, name = '', endpoint, reference = ''] = match;
+    checkNamespace(ctx.query, deps.upstream.name);
+    const repo = parseRepository(name);
+    if (endpoint === 'manifests') return serveManifest(deps, ctx, repo, decode(reference));
+    if (endpoint === 'blobs') return serveBlob(deps, ctx, repo, decode(reference));
+    if (reference === 'list' && method === 'GET') return serveTags(deps, ctx, repo);
+    throw new RegistryError('NOT_FOUND', 'no such endpoint');
+  };
+}
+
+async function serveManifest(deps: RouteDeps, ctx: RequestContext, repo: Repository, reference: string) {
+  ctx.kind = 'manifest';
+  const parsed = parseManifestReference(reference);
+  const accept = acceptClass(ctx.req.headers.accept);
+  const withBody = ctx.method === 'GET';
+  const manifest =
+    'digest' in parsed
+      ? await deps.manifests.byDigest(repo, parsed.digest, accept, withBody)
+      : await deps.manifests.byTag(repo, parsed.tag, accept, withBody);
+  ctx.cache = manifest.source;
+  deps.metrics.cacheRequests.inc({ kind: 'manifest', result: manifest.source === 'stale' ? 'hit' : manifest.source });
+  await sendManifest(ctx, manifest);
+}
+
+async function sendManifest(ctx: RequestContext, manifest: ManifestAnswer) {
+  ctx.res.writeHead(200, {
+    ...API_VERSION,
+    'content-type': manifest.mediaType,
+    'content-length': manifest.size,
+    'docker-content-digest': manifest.digest,
+    etag: `"${manifest.digest}"`,
+  });
+  if (manifest.bytes) {
+    ctx.bytes = manifest.size;
+    ctx.res.end(manifest.bytes);
+  } else {
+    ctx.res.end();
+  }
+  return Promise.resolve();
+}
+
+async function serveBlob(deps: RouteDeps, ctx: RequestContext, repo: Repository, reference: string) {
+  ctx.kind = 'blob';
+  const digest = parseDigest(reference);
+  if (ctx.method === 'HEAD') {
+    const meta = await deps.blobs.head(repo, digest);
+    if (!meta) throw blobUnknown(repo, digest);
+    ctx.cache = meta.source;
+    ctx.res.writeHead(200, {
+      ...API_VERSION,
+      ...blobHeaders(digest, meta.mediaType),
+      ...(meta.size === undefined ? {} : { 'content-length': meta.size }),
+    });
+    ctx.res.end();
+    return;
+  }
+  // Cached manifests are in the same store and index, with their media type: containerd asks /blobs/ for a
+  // manifest digest and breaks on application/octet-stream.
+  const blob = (await deps.blobs.lookup(digest)) ?? (await deps.blobs.fetch(repo, digest));
+  if (!blob) throw blobUnknown(repo, digest);
+  ctx.cache = blob.source;
+  deps.metrics.cacheRequests.inc({ kind: 'blob', result: blob.source });
+  await sendBlob(deps, ctx, digest, blob);
+}
+
+async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, blob: BlobHandle) {
+  const range = parseRange(header(ctx.req, 'range'), blob.size);
+  const headers = { ...API_VERSION, ...blobHeaders(digest, blob.mediaType) };
+  if (range.kind === 'unsatisfiable') {
+    await blob.release();
+    throw new RegistryError('RANGE_INVALID', 'requested range not satisfiable', {
+      headers: { 'content-range': `bytes */${blob.size ?? '*'}` },
+    });
+  }
+  let length = blob.size;
+  if (range.kind === 'partial') {
+    length = range.range.end - range.range.start + 1;
+    ctx.res.writeHead(206, {
+      ...headers,
+      'content-length': length,
+      'content-range': contentRange(range.range, blob.size as number),
+    });
+  } else {
+    ctx.res.writeHead(200, { ...headers, ...(length === undefined ? {} : { 'content-length': length }) });
+  }
+  // Headers go out now, before the first body byte: containerd gives up after 30 s without them.
+  if ('flushHeaders' in ctx.res) ctx.res.flushHeaders();
+  await pipeline(blob.read(range.kind === 'partial' ? range.range : undefined), ctx.res);
+  ctx.bytes = length ?? 0;
+  deps.metrics.servedBytes.inc({ source: blob.source === 'hit' ? 'cache' : 'upstream' }, ctx.bytes);
+}
+
+async function serveTags(deps: RouteDeps, ctx: RequestContext, repo: Repository) {
+  ctx.kind = 'tags';
+  const list = await deps.upstream.listTags(repo, ctx.query, {});
+  if (!list) throw new RegistryError('NAME_UNKNOWN', 'repository name not known to registry', { detail: { name: repo } });
+  ctx.cache = 'miss';
+  deps.metrics.cacheRequests.inc({ kind: 'tags', result: 'miss' });
+  ctx.res.writeHead(200, {
+    ...API_VERSION,
+    'content-type': 'application/json',
+    'content-length': list.body.length,
+    ...(list.link ? { link: list.link } : {}),
+  });
+  ctx.bytes = list.body.length;
+  ctx.res.end(list.body);
+}
+
+function blobHeaders(digest: string, mediaType: string) {
+  return {
+    'content-type': mediaType,
+    'docker-content-digest': digest,
+    etag: `"${digest}"`,
+    'accept-ranges': 'bytes',
+    'cache-control': IMMUTABLE,
+  };
+}
+
+function sendText(ctx: RequestContext, status: number, body: string, contentType: string): Promise<void> {
+  ctx.res.writeHead(status, { ...API_VERSION, 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+  if (ctx.method === 'HEAD') ctx.res.end();
+  else ctx.res.end(body);
+  return Promise.resolve();
+}
+
+const DOCKER_HUB_ALIASES = new Set(['docker.io', 'registry-1.docker.io', 'index.docker.io']);
+
+/** containerd names the registry it wants in `?ns=`: content of another registry is unknown here. */
+function checkNamespace(query: string, upstreamName: string): void {
+  if (query === '') return;
+  const ns = new URLSearchParams(query).get('ns');
+  if (ns === null || ns === upstreamName) return;
+  if (upstreamName === 'docker.io' && DOCKER_HUB_ALIASES.has(ns)) return;
+  throw new RegistryError('NAME_UNKNOWN', `this mirror serves ${upstreamName} only`, { detail: { ns } });
+}
+
+/** References are percent-decoded (a client may send `sha256%3A…`); names are not (see RequestContext.path). */
+function decode(reference: string): string {
+  try {
+    return decodeURIComponent(reference);
+  } catch {
+    return reference;
+  }
+}
+
+function blobUnknown(repo: Repository, digest: string): RegistryError {
+  return new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { name: repo, digest } });
+}

@@ -1,0 +1,158 @@
+// The HTTP server: node:http2 with HTTP/1.1 fallback, a request id and child logger per request, one access
+// log line per request, and the only place where errors become responses.
+import { createServer as createHttp1Server, type Server as Http1Server } from 'node:http';
+import { createServer as createHttp2Server, type Http2Server, type Http2Session } from 'node:http2';
+import type { Server, Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { RegistryError } from '../registry/errors.js';
+import { UpstreamContentError, UpstreamError } from '../upstream/errors.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { Request, RequestContext, Response } from './context.js';
+import { createSniffingListener } from './listener.js';
+
+export type Handler = (ctx: RequestContext) => Promise<void>;
+
+export interface ServerOptions {
+  handler: Handler;
+  log: Logger;
+  metrics: Metrics;
+}
+
+export class RegistryServer {
+  /** The listening socket; HTTP/1.1 and h2c connections are handed to the servers below. */
+  readonly server: Server;
+  private readonly http1: Http1Server;
+  private readonly http2: Http2Server;
+  private nextRequestId = 0;
+  /** HTTP/1.1 connections and how many of their requests are in flight, to close idle ones on shutdown. */
+  private readonly sockets = new Map<Socket, { active: number }>();
+  private readonly sessions = new Set<Http2Session>();
+  private closing = false;
+
+  constructor(private readonly options: ServerOptions) {
+    const handle = (req: Request, res: Response) => void this.handle(req, res);
+    this.http1 = createHttp1Server({ keepAliveTimeout: 30_000 }, handle);
+    this.http2 = createHttp2Server({}, handle);
+    this.server = createSniffingListener(this.http1, this.http2);
+    this.http1.on('connection', (socket: Socket) => {
+      this.sockets.set(socket, { active: 0 });
+      socket.once('close', () => this.sockets.delete(socket));
+    });
+    this.http2.on('session', (session: Http2Session) => {
+      this.sessions.add(session);
+      session.once('close', () => this.sessions.delete(session));
+    });
+  }
+
+  listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        const address = this.server.address();
+        resolve(typeof address === 'object' && address ? { host: address.address, port: address.port } : { host, port });
+      });
+    });
+  }
+
+  /** Stops accepting, lets responses in flight finish for up to `timeoutMs`, then cuts what is left. */
+  async close(timeoutMs: number): Promise<void> {
+    this.closing = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const session of this.sessions) session.close();
+    for (const [socket, state] of this.sockets) if (state.active === 0) socket.end();
+    const timer = setTimeout(() => {
+      for (const socket of this.sockets.keys()) socket.destroy();
+      for (const session of this.sessions) session.destroy();
+    }, timeoutMs);
+    timer.unref();
+    await closed;
+    clearTimeout(timer);
+  }
+
+  private async handle(req: Request, res: Response): Promise<void> {
+    const started = process.hrtime.bigint();
+    const rawUrl = req.url ?? '/';
+    const queryAt = rawUrl.indexOf('?');
+    const ctx: RequestContext = {
+      req,
+      res,
+      log: this.options.log.child({ reqId: ++this.nextRequestId }),
+      method: req.method ?? 'GET',
+      path: queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt),
+      query: queryAt === -1 ? '' : rawUrl.slice(queryAt),
+      cache: undefined,
+      kind: undefined,
+      bytes: 0,
+    };
+    const socketState = req.httpVersionMajor === 1 ? this.sockets.get(req.socket) : undefined;
+    if (socketState) socketState.active++;
+    if (this.closing && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
+    try {
+      await this.options.handler(ctx);
+    } catch (err) {
+      this.fail(ctx, err);
+    } finally {
+      if (socketState) {
+        socketState.active--;
+        if (this.closing && socketState.active === 0) (req.socket).end();
+      }
+      this.accessLog(ctx, started);
+    }
+  }
+
+  /** Maps any error to the registry JSON body, or cuts the response if its headers already went out. */
+  private fail(ctx: RequestContext, err: unknown): void {
+    const { res, log } = ctx;
+    const error = toRegistryError(err);
+    if (res.headersSent) {
+      // Too late for a status: breaking the response is how the client learns the body is incomplete.
+      if ((err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') log.debug('client went away');
+      else log.warn({ err }, 'response aborted');
+      if (!res.destroyed) res.destroy(err instanceof Error ? err : undefined);
+      return;
+    }
+    if (error.status >= 500) log.error({ err }, 'request failed');
+    else if (err !== error) log.warn({ err }, 'upstream refused request');
+    if (ctx.kind) this.options.metrics.cacheRequests.inc({ kind: ctx.kind, result: 'error' });
+    const body = JSON.stringify(error.toJSON());
+    res.writeHead(error.status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      'docker-distribution-api-version': 'registry/2.0',
+      ...error.headers,
+    });
+    if (ctx.method === 'HEAD') res.end();
+    else res.end(body);
+  }
+
+  private accessLog(ctx: RequestContext, started: bigint): void {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const status = ctx.res.statusCode;
+    this.options.metrics.httpDuration.observe({ method: ctx.method, status: String(status) }, seconds);
+    ctx.log.info(
+      { method: ctx.method, path: ctx.path, status, bytes: ctx.bytes, ms: Math.round(seconds * 1e4) / 10, cache: ctx.cache },
+      'request',
+    );
+  }
+}
+
+/** Our errors pass through; upstream trouble becomes what a client can act on; anything else is hidden. */
+export function toRegistryError(err: unknown): RegistryError {
+  if (err instanceof RegistryError) return err;
+  if (err instanceof UpstreamError) {
+    if (err.status === 429) {
+      const retryAfter = String(err.retryAfterSeconds ?? 60);
+      return new RegistryError('TOOMANYREQUESTS', 'upstream registry rate limit reached', {
+        headers: { 'retry-after': retryAfter },
+        cause: err,
+      });
+    }
+    // 401/403 mean our credentials at upstream, not the client's: to the client it is unavailable.
+    return new RegistryError('UNAVAILABLE', 'upstream registry unavailable', { cause: err, detail: { status: err.status } });
+  }
+  if (err instanceof UpstreamContentError) {
+    return new RegistryError('UNAVAILABLE', 'upstream registry sent invalid content', { cause: err });
+  }
+  return new RegistryError('UNKNOWN', 'internal error', { cause: err });
+}

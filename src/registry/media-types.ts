@@ -1,0 +1,53 @@
+// Manifest media types and Accept negotiation (distribution-spec "Pulling manifests", Docker image manifest v2.2).
+
+export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+export const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
+export const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
+export const DOCKER_MANIFEST_V1 = 'application/vnd.docker.distribution.manifest.v1+json';
+export const DOCKER_MANIFEST_V1_SIGNED = 'application/vnd.docker.distribution.manifest.v1+prettyjws';
+
+/** The manifest types we negotiate, in a fixed order: a client's accept class is a subset of these. */
+export const MANIFEST_TYPES = [
+  OCI_INDEX,
+  DOCKER_LIST,
+  OCI_MANIFEST,
+  DOCKER_MANIFEST,
+  DOCKER_MANIFEST_V1,
+  DOCKER_MANIFEST_V1_SIGNED,
+] as const;
+
+const INDEX_TYPES: ReadonlySet<string> = new Set([OCI_INDEX, DOCKER_LIST]);
+
+export function isIndexType(mediaType: string): boolean {
+  return INDEX_TYPES.has(mediaType);
+}
+
+/**
+ * What a client accepts, reduced to the manifest types we know. Tag records are keyed by `key`, because
+ * upstream answers one tag differently per Accept (an index for docker 20+, a single manifest for old clients),
+ * and a client must never be handed a type it did not ask for.
+ */
+export interface AcceptClass {
+  /** Stable key: the accepted known types in MANIFEST_TYPES order, or '*' when the client accepts anything. */
+  readonly key: string;
+  /** The header to send upstream; undefined when the client sent none. */
+  readonly header: string | undefined;
+  accepts(mediaType: string): boolean;
+}
+
+export function acceptClass(header: string | string[] | undefined): AcceptClass {
+  const raw = Array.isArray(header) ? header.join(',') : header;
+  const types = new Set(
+    (raw ?? '')
+      .split(',')
+      .map((part) => (part.split(';')[0] ?? '').trim().toLowerCase())
+      .filter((t) => t.length > 0),
+  );
+  if (types.size === 0 || types.has('*/*')) {
+    return { key: '*', header: raw && raw.trim() !== '' ? raw : undefined, accepts: () => true };
+  }
+  const known = MANIFEST_TYPES.filter((t) => types.has(t));
+  const key = known.length > 0 ? known.map((t) => MANIFEST_TYPES.indexOf(t)).join('') : 'none';
+  return { key, header: raw, accepts: (mediaType) => types.has(mediaType) };
+}

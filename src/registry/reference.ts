@@ -1,0 +1,70 @@
+// Repository names, tags and digests: validated against the distribution grammar, normalized the Docker Hub way.
+import { RegistryError } from './errors.js';
+
+/** A validated, normalized repository path such as `library/alpine`. */
+export type Repository = string & { readonly __brand: 'Repository' };
+/** A validated tag such as `3.19`. */
+export type Tag = string & { readonly __brand: 'Tag' };
+/** A validated digest such as `sha256:<64 hex>`. */
+export type Digest = string & { readonly __brand: 'Digest' };
+
+export type DigestAlgorithm = 'sha256' | 'sha512';
+
+// distribution reference grammar: path-component := alpha-numeric (separator alpha-numeric)*,
+// separator := [_.] | '__' | [-]+. Lowercase only; no empty components, so `..` and `//` never match.
+const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+const DIGEST = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
+const MAX_NAME_LENGTH = 255;
+
+/**
+ * Parses a repository name as it appears in a /v2/<name>/ path and normalizes Docker Hub's official images:
+ * `alpine` means `library/alpine`. Anything not in the grammar (percent-encoding, `..`, backslashes, empty
+ * components, uppercase) is NAME_INVALID, so no name can ever address a path outside the data directory.
+ */
+export function parseRepository(name: string): Repository {
+  const components = name.split('/');
+  if (name.length === 0 || name.length > MAX_NAME_LENGTH || !components.every((c) => COMPONENT.test(c))) {
+    throw new RegistryError('NAME_INVALID', 'invalid repository name', { detail: { name: name.slice(0, 300) } });
+  }
+  const normalized = components.length === 1 ? `library/${name}` : name;
+  if (normalized.length > MAX_NAME_LENGTH) {
+    throw new RegistryError('NAME_INVALID', 'repository name too long', { detail: { name } });
+  }
+  return normalized as Repository;
+}
+
+export function isDigest(value: string): value is Digest {
+  return DIGEST.test(value);
+}
+
+export function parseDigest(value: string): Digest {
+  if (!isDigest(value)) {
+    throw new RegistryError('DIGEST_INVALID', 'invalid digest', { detail: { digest: value.slice(0, 200) } });
+  }
+  return value;
+}
+
+export function parseTag(value: string): Tag {
+  if (!TAG.test(value)) {
+    throw new RegistryError('TAG_INVALID', 'invalid tag', { detail: { tag: value.slice(0, 200) } });
+  }
+  return value as Tag;
+}
+
+/** A manifest reference is a digest when it looks like one (`:` cannot appear in a tag), else a tag. */
+export function parseManifestReference(value: string): { tag: Tag } | { digest: Digest } {
+  if (value.includes(':')) {
+    // Unknown algorithms are rejected rather than passed upstream: we could not verify what comes back.
+    return { digest: parseDigest(value) };
+  }
+  return { tag: parseTag(value) };
+}
+
+export function digestAlgorithm(digest: Digest): DigestAlgorithm {
+  return digest.startsWith('sha512:') ? 'sha512' : 'sha256';
+}
+
+export function digestHex(digest: Digest): string {
+  return digest.slice(digest.indexOf(':') + 1);
+}

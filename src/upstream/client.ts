@@ -1,0 +1,266 @@
+// The undici-backed Upstream: one keep-alive Pool to the registry origin, bearer tokens per repository scope,
+// blob redirects (Docker Hub's CDN) followed on a separate agent that never carries the registry's token.
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import { Agent, Pool, type Dispatcher } from 'undici';
+import type { UpstreamConfig } from '../config/schema.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { DOCKER_MANIFEST_V1_SIGNED } from '../registry/media-types.js';
+import { isDigest, type Digest, type Repository } from '../registry/reference.js';
+import { TokenCache } from './auth.js';
+import { discard, readCapped } from './body.js';
+import { UpstreamContentError, UpstreamError, type UpstreamErrorDetail } from './errors.js';
+import type { FetchedManifest, ManifestHead, ManifestRequest, TagList, Upstream, UpstreamBlob } from './upstream.js';
+
+/** distribution refuses manifests over 4 MiB; so do we. */
+const MANIFEST_LIMIT = 4 * 2 ** 20;
+const TAG_LIST_LIMIT = 16 * 2 ** 20;
+const MAX_REDIRECTS = 5;
+
+type Kind = 'manifest' | 'blob' | 'tags';
+
+interface Send {
+  kind: Kind;
+  method: 'GET' | 'HEAD';
+  path: string;
+  headers?: Record<string, string>;
+  signal?: AbortSignal | undefined;
+}
+
+export class RegistryClient implements Upstream {
+  readonly name: string;
+  private readonly pool: Pool;
+  /** Other origins: the token realm and blob redirect targets. */
+  private readonly agent: Agent;
+  private readonly tokens: TokenCache;
+
+  constructor(
+    private readonly config: UpstreamConfig,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {
+    this.name = config.name;
+    const timeouts = {
+      connectTimeout: config.connectTimeout,
+      headersTimeout: config.headersTimeout,
+      bodyTimeout: config.bodyTimeout,
+    };
+    this.pool = new Pool(config.url, { connections: config.connections, ...timeouts });
+    this.agent = new Agent({ connections: config.connections, ...timeouts });
+    this.tokens = new TokenCache(this.agent);
+  }
+
+  async resolveManifest(repo: Repository, reference: string, request: ManifestRequest): Promise<ManifestHead | undefined> {
+    const response = await this.send(repo, {
+      kind: 'manifest',
+      method: 'HEAD',
+      path: `/v2/${repo}/manifests/${reference}`,
+      headers: acceptHeader(request.accept),
+      signal: request.signal,
+    });
+    discard(response.body);
+    if (response.statusCode === 404) return undefined;
+    const header = single(response.headers['docker-content-digest']);
+    return {
+      digest: header !== undefined && isDigest(header) ? header : undefined,
+      mediaType: mediaTypeOf(response.headers),
+      size: Number(single(response.headers['content-length']) ?? 0),
+    };
+  }
+
+  async fetchManifest(repo: Repository, reference: string, request: ManifestRequest): Promise<FetchedManifest | undefined> {
+    const response = await this.send(repo, {
+      kind: 'manifest',
+      method: 'GET',
+      path: `/v2/${repo}/manifests/${reference}`,
+      headers: acceptHeader(request.accept),
+      signal: request.signal,
+    });
+    if (response.statusCode === 404) {
+      discard(response.body);
+      return undefined;
+    }
+    const bytes = await readCapped(response.body, MANIFEST_LIMIT, false);
+    const announced = single(response.headers['docker-content-digest']);
+    const expected = isDigest(reference) ? reference : announced !== undefined && isDigest(announced) ? announced : undefined;
+    const digest = computeDigest(bytes, expected ?? 'sha256:');
+    if (expected !== undefined && digest !== expected) {
+      throw new UpstreamContentError(`manifest ${repo}@${reference}: upstream sent ${digest}, expected ${expected}`);
+    }
+    let mediaType = mediaTypeOf(response.headers);
+    if (mediaType === '' || mediaType === 'application/json' || mediaType === 'text/plain') {
+      mediaType = embeddedMediaType(bytes) ?? DOCKER_MANIFEST_V1_SIGNED;
+    }
+    return { digest, mediaType, bytes };
+  }
+
+  async statBlob(
+    repo: Repository,
+    digest: Digest,
+    options: { signal?: AbortSignal | undefined },
+  ): Promise<{ size: number | undefined; mediaType: string | undefined } | undefined> {
+    const response = await this.blobRequest(repo, digest, 'HEAD', {}, options.signal);
+    if (!response) return undefined;
+    discard(response.body);
+    return { size: contentLength(response), mediaType: single(response.headers['content-type']) };
+  }
+
+  async fetchBlob(
+    repo: Repository,
+    digest: Digest,
+    options: { offset?: number | undefined; signal?: AbortSignal | undefined },
+  ): Promise<UpstreamBlob | undefined> {
+    const headers: Record<string, string> = options.offset ? { range: `bytes=${options.offset}-` } : {};
+    const response = await this.blobRequest(repo, digest, 'GET', headers, options.signal);
+    if (!response) return undefined;
+    if (options.offset && response.statusCode !== 206) {
+      discard(response.body);
+      throw new UpstreamError(`blob ${digest}: upstream ignored the resume range`, { status: 502 });
+    }
+    return { size: contentLength(response), mediaType: single(response.headers['content-type']), body: response.body };
+  }
+
+  /** A blob request, following redirects (Docker Hub's CDN); undefined for 404, other statuses throw. */
+  private async blobRequest(
+    repo: Repository,
+    digest: Digest,
+    method: 'GET' | 'HEAD',
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+  ): Promise<Dispatcher.ResponseData | undefined> {
+    let url = new URL(`/v2/${repo}/blobs/${digest}`, this.config.url);
+    let response = await this.send(repo, { kind: 'blob', method, path: url.pathname, headers, signal });
+    for (let hop = 0; isRedirect(response.statusCode); hop++) {
+      const location = single(response.headers.location);
+      discard(response.body);
+      if (!location || hop >= MAX_REDIRECTS) {
+        throw new UpstreamError(`blob ${digest}: bad redirect from upstream`, { status: 502 });
+      }
+      url = new URL(location, url);
+      // The redirect target is another host (Docker Hub's CDN): it never gets the registry's token.
+      response = await this.dispatch(this.agent, 'blob', {
+        origin: url.origin,
+        path: url.pathname + url.search,
+        method,
+        headers,
+        signal,
+      });
+    }
+    if (response.statusCode === 404) {
+      discard(response.body);
+      return undefined;
+    }
+    if (response.statusCode !== 200 && response.statusCode !== 206) {
+      throw await errorFrom(response, `blob ${digest}`);
+    }
+    return response;
+  }
+
+  async listTags(repo: Repository, query: string, options: { signal?: AbortSignal | undefined }): Promise<TagList | undefined> {
+    const response = await this.send(repo, {
+      kind: 'tags',
+      method: 'GET',
+      path: `/v2/${repo}/tags/list${query}`,
+      signal: options.signal,
+    });
+    if (response.statusCode === 404) {
+      discard(response.body);
+      return undefined;
+    }
+    return { body: await readCapped(response.body, TAG_LIST_LIMIT, false), link: single(response.headers.link) };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.pool.close(), this.agent.close()]);
+  }
+
+  /** One request to the registry origin, with a bearer token when needed; non-2xx/404/3xx statuses throw. */
+  private async send(repo: Repository, request: Send): Promise<Dispatcher.ResponseData> {
+    const scope = `repository:${repo}:pull`;
+    const options = { path: request.path, method: request.method, headers: { ...request.headers }, signal: request.signal };
+    const authorization = await this.tokens.authorization(scope, request.signal);
+    if (authorization) options.headers.authorization = authorization;
+    let response = await this.dispatch(this.pool, request.kind, options);
+    if (response.statusCode === 401) {
+      const renewed = await this.tokens.renew(scope, response.headers['www-authenticate'], request.signal);
+      if (renewed) {
+        discard(response.body);
+        options.headers.authorization = renewed;
+        response = await this.dispatch(this.pool, request.kind, options);
+      }
+    }
+    const status = response.statusCode;
+    if ((status >= 200 && status < 300) || status === 404 || isRedirect(status)) return response;
+    throw await errorFrom(response, `${request.method} ${request.path}`);
+  }
+
+  private async dispatch(
+    dispatcher: Dispatcher,
+    kind: Kind,
+    options: Dispatcher.RequestOptions | Omit<Dispatcher.RequestOptions, 'origin'>,
+  ): Promise<Dispatcher.ResponseData> {
+    try {
+      const response = await dispatcher.request(options as Dispatcher.RequestOptions);
+      this.metrics.upstreamRequests.inc({ kind, method: options.method, status: String(response.statusCode) });
+      return response;
+    } catch (cause) {
+      this.metrics.upstreamRequests.inc({ kind, method: options.method, status: 'error' });
+      if (options.signal && (options.signal as AbortSignal).aborted) throw cause;
+      // Not logged here: whoever handles the error logs it once.
+      throw new UpstreamError(`upstream unreachable: ${(cause as Error).message}`, { cause });
+    }
+  }
+}
+
+async function errorFrom(response: Dispatcher.ResponseData, what: string): Promise<UpstreamError> {
+  const body = await readCapped(response.body).catch(() => Buffer.alloc(0));
+  let errors: UpstreamErrorDetail[] = [];
+  try {
+    const parsed = JSON.parse(body.toString('utf8')) as { errors?: unknown };
+    if (Array.isArray(parsed.errors)) errors = parsed.errors as UpstreamErrorDetail[];
+  } catch {
+    // Not a registry error body (a proxy's HTML page, say): the status alone tells.
+  }
+  const retryAfter = Number(single(response.headers['retry-after']));
+  return new UpstreamError(`${what}: upstream answered ${response.statusCode}`, {
+    status: response.statusCode,
+    errors,
+    ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterSeconds: retryAfter } : {}),
+  });
+}
+
+function contentLength(response: Dispatcher.ResponseData): number | undefined {
+  const value = single(response.headers['content-length']);
+  return value === undefined ? undefined : Number(value);
+}
+
+function computeDigest(bytes: Buffer, like: string): Digest {
+  const algorithm = like.startsWith('sha512:') ? 'sha512' : 'sha256';
+  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}` as Digest;
+}
+
+function embeddedMediaType(bytes: Buffer): string | undefined {
+  try {
+    const parsed = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown };
+    return typeof parsed.mediaType === 'string' ? parsed.mediaType : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function acceptHeader(accept: string | undefined): Record<string, string> {
+  return accept === undefined ? {} : { accept };
+}
+
+function mediaTypeOf(headers: Dispatcher.ResponseData['headers']): string {
+  return (single(headers['content-type']) ?? '').split(';')[0]?.trim() ?? '';
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function isRedirect(status: number): boolean {
+  return status === 301 || status === 302 || status === 303 || status === 307 || status === 308;
+}
+
