@@ -1,12 +1,19 @@
 // The route table of the registry API v2 pull side (distribution-spec "Pull"), plus health and metrics.
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Registry } from 'prom-client';
 import type { BlobCache, BlobHandle } from '../cache/blobs.js';
 import type { ManifestAnswer, ManifestCache } from '../cache/manifests.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { RegistryError } from '../registry/errors.js';
-import { acceptClass } from '../registry/media-types.js';
-import { parseDigest, parseManifestReference, parseRepository, type Repository } from '../registry/reference.js';
+import { acceptClass, MANIFEST_TYPES } from '../registry/media-types.js';
+import {
+  parseDigest,
+  parseManifestReference,
+  parseRepository,
+  type Digest,
+  type Repository,
+} from '../registry/reference.js';
 import type { Upstream } from '../upstream/upstream.js';
 import { header, type RequestContext } from './context.js';
 import { contentRange, parseRange } from './range.js';
@@ -23,6 +30,7 @@ export interface RouteDeps {
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' } as const;
 /** /v2/<name>/<endpoint>/<reference>: the name may hold slashes, the reference may not. */
 const REPO_ROUTE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)$/;
+const ANY_MANIFEST = acceptClass(MANIFEST_TYPES.join(', '));
 const READ_METHODS = new Set(['GET', 'HEAD']);
 /** Digests never change: clients and proxies may keep them for a year. */
 const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -102,7 +110,10 @@ async function serveBlob(deps: RouteDeps, ctx: RequestContext, repo: Repository,
   }
   // Cached manifests are in the same store and index, with their media type: containerd asks /blobs/ for a
   // manifest digest and breaks on application/octet-stream.
-  const blob = (await deps.blobs.lookup(digest)) ?? (await deps.blobs.fetch(repo, digest));
+  const blob =
+    (await deps.blobs.lookup(digest)) ??
+    (await deps.blobs.fetch(repo, digest)) ??
+    (await manifestAsBlob(deps, repo, digest));
   if (!blob) throw blobUnknown(repo, digest);
   ctx.cache = blob.source;
   deps.metrics.cacheRequests.inc({ kind: 'blob', result: blob.source });
@@ -134,6 +145,26 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
   await pipeline(blob.read(range.kind === 'partial' ? range.range : undefined), ctx.res);
   ctx.bytes = length ?? 0;
   deps.metrics.servedBytes.inc({ source: blob.source === 'hit' ? 'cache' : 'upstream' }, ctx.bytes);
+}
+
+/** Registries answer 404 on /blobs/ for a manifest digest (distribution does): ask /manifests/ instead. */
+async function manifestAsBlob(deps: RouteDeps, repo: Repository, digest: Digest): Promise<BlobHandle | undefined> {
+  let manifest: ManifestAnswer;
+  try {
+    manifest = await deps.manifests.byDigest(repo, digest, ANY_MANIFEST, true);
+  } catch (err) {
+    if (err instanceof RegistryError && err.code === 'MANIFEST_UNKNOWN') return undefined;
+    throw err;
+  }
+  const bytes = manifest.bytes ?? Buffer.alloc(0);
+  return {
+    size: bytes.length,
+    mediaType: manifest.mediaType,
+    manifest: true,
+    source: manifest.source === 'coalesced' ? 'coalesced' : manifest.source === 'hit' ? 'hit' : 'miss',
+    read: (range) => Readable.from([range ? bytes.subarray(range.start, range.end + 1) : bytes]),
+    release: () => Promise.resolve(),
+  };
 }
 
 async function serveTags(deps: RouteDeps, ctx: RequestContext, repo: Repository) {

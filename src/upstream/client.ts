@@ -81,15 +81,17 @@ export class RegistryClient implements Upstream {
       return undefined;
     }
     const bytes = await readCapped(response.body, MANIFEST_LIMIT, false);
-    const announced = single(response.headers['docker-content-digest']);
-    const expected = isDigest(reference) ? reference : announced !== undefined && isDigest(announced) ? announced : undefined;
-    const digest = computeDigest(bytes, expected ?? 'sha256:');
-    if (expected !== undefined && digest !== expected) {
-      throw new UpstreamContentError(`manifest ${repo}@${reference}: upstream sent ${digest}, expected ${expected}`);
-    }
     let mediaType = mediaTypeOf(response.headers);
     if (mediaType === '' || mediaType === 'application/json' || mediaType === 'text/plain') {
       mediaType = embeddedMediaType(bytes) ?? DOCKER_MANIFEST_V1_SIGNED;
+    }
+    const announced = single(response.headers['docker-content-digest']);
+    const expected = isDigest(reference) ? reference : announced !== undefined && isDigest(announced) ? announced : undefined;
+    const digest = computeDigest(bytes, expected ?? 'sha256:');
+    // A signed schema1 manifest's announced digest covers its payload without the signatures, not these bytes;
+    // we key it by the bytes we store instead.
+    if (expected !== undefined && digest !== expected && mediaType !== DOCKER_MANIFEST_V1_SIGNED) {
+      throw new UpstreamContentError(`manifest ${repo}@${reference}: upstream sent ${digest}, expected ${expected}`);
     }
     return { digest, mediaType, bytes };
   }
