@@ -94,12 +94,19 @@ function getPath(value: unknown, path: readonly PropertyKey[]): unknown {
   return node;
 }
 
+/** The mapping at target[key], created when absent; undefined when something else is there (left for the
+ * schema to report, rather than silently replaced). */
+function section(target: Record<string, unknown>, key: string): Record<string, unknown> | undefined {
+  if (target[key] === undefined) target[key] = {};
+  const value = target[key];
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
 function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
-  let node = target;
+  let node: Record<string, unknown> | undefined = target;
   for (const key of path.slice(0, -1)) {
-    const next = node[key];
-    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[key] = {};
-    node = node[key] as Record<string, unknown>;
+    node = section(node, key);
+    if (!node) return;
   }
   node[path[path.length - 1] as string] = value;
 }
@@ -107,9 +114,8 @@ function setPath(target: Record<string, unknown>, path: readonly string[], value
 function deepAssign(target: Record<string, unknown>, source: Record<string, unknown>): void {
   for (const [key, value] of Object.entries(source)) {
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-      const existing = target[key];
-      if (typeof existing !== 'object' || existing === null || Array.isArray(existing)) target[key] = {};
-      deepAssign(target[key] as Record<string, unknown>, value as Record<string, unknown>);
+      const child = section(target, key);
+      if (child) deepAssign(child, value as Record<string, unknown>);
     } else if (value !== undefined) {
       target[key] = value;
     }

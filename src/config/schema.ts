@@ -28,8 +28,10 @@ const upstreamUrl = z.string().transform((text, ctx) => {
     ctx.addIssue({ code: 'custom', message: `expected an http(s) URL, found "${text}"` });
     return z.NEVER;
   }
-  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.pathname.replace(/\/+$/, '') !== '') {
-    ctx.addIssue({ code: 'custom', message: `expected an http(s) origin without a path, found "${text}"` });
+  const extra = url.pathname.replace(/\/+$/, '') !== '' || url.search !== '' || url.hash !== '' || url.username !== '';
+  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || extra) {
+    // Credentials go in their own keys, never in the URL (it is logged).
+    ctx.addIssue({ code: 'custom', message: `expected an http(s) origin without path, query or credentials, found "${url.protocol}//${url.host}${url.pathname}"` });
     return z.NEVER;
   }
   return url.origin;

@@ -38,16 +38,22 @@ export interface AcceptClass {
 
 export function acceptClass(header: string | string[] | undefined): AcceptClass {
   const raw = Array.isArray(header) ? header.join(',') : header;
-  const types = new Set(
-    (raw ?? '')
-      .split(',')
-      .map((part) => (part.split(';')[0] ?? '').trim().toLowerCase())
-      .filter((t) => t.length > 0),
-  );
-  if (types.size === 0 || types.has('*/*')) {
-    return { key: '*', header: raw && raw.trim() !== '' ? raw : undefined, accepts: () => true };
+  const types = new Set((raw ?? '').split(',').map(acceptedType).filter((t) => t !== undefined));
+  if (types.size === 0 && (raw ?? '').trim() === '') {
+    return { key: '*', header: undefined, accepts: () => true };
   }
-  const known = MANIFEST_TYPES.filter((t) => types.has(t));
+  if (types.has('*/*')) return { key: '*', header: raw, accepts: () => true };
+  const accepts = (mediaType: string) => types.has(mediaType) || types.has(`${mediaType.split('/')[0]}/*`);
+  const known = MANIFEST_TYPES.filter(accepts);
   const key = known.length > 0 ? known.map((t) => MANIFEST_TYPES.indexOf(t)).join('') : 'none';
-  return { key, header: raw, accepts: (mediaType) => types.has(mediaType) };
+  return { key, header: raw, accepts };
+}
+
+/** One Accept element's media range, lowercased; undefined when empty or refused with q=0 (RFC 9110 §12.4.2). */
+function acceptedType(part: string): string | undefined {
+  const [type = '', ...params] = part.split(';').map((p) => p.trim().toLowerCase());
+  if (type === '') return undefined;
+  const q = params.find((p) => p.startsWith('q='));
+  if (q !== undefined && Number(q.slice(2)) === 0) return undefined;
+  return type;
 }

@@ -3,7 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import { startHubFront, type Fault, type HubFront } from '../fixtures/hub-front.js';
+import { startHubFront, type HubFront } from '../fixtures/hub-front.js';
 import { metricValue, startMirror, type TestMirror } from '../fixtures/mirror.js';
 import { getBlob } from '../fixtures/puller.js';
 
@@ -39,12 +39,12 @@ async function storedFiles(): Promise<string[]> {
 }
 
 describe('upstream sends wrong bytes', () => {
-  it.each<[string, Omit<Fault, 'path'>, string]>([
+  it.each<[string, { kind: 'corrupt'; atByte: number } | { kind: 'truncate'; afterBytes: number }, string]>([
     ['corrupted', { kind: 'corrupt', atByte: 5_000_000 }, 'digest'],
     ['truncated', { kind: 'truncate', afterBytes: 5_000_000 }, 'truncated'],
   ])('a %s blob fails the client, caches nothing, and the next pull succeeds', async (_, fault, reason) => {
     const { digest, size } = bigLayer();
-    front.setFault({ ...fault, path: new RegExp(digest), times: 1 } as Fault);
+    front.setFault({ ...fault, path: new RegExp(digest), times: 1 });
     // The response breaks off: the client never holds a complete body with wrong bytes (getBlob would say "got …").
     const failure = await getBlob(mirror.url, 'library/multi', digest).then(
       () => new Error('pull succeeded'),

@@ -257,3 +257,19 @@ describe('the returned config', () => {
     expect(Object.isFrozen(config.upstream)).toBe(true);
   });
 });
+
+describe('overrides never hide a malformed file section', () => {
+  it('reports `upstream` given as a string even when REGMIRROR_UPSTREAM is set', async () => {
+    const file = await yamlFile('upstream: "https://example.test"\n');
+    const err = await configErrorOf({ file, env: { REGMIRROR_UPSTREAM: 'http://127.0.0.1:1' } });
+    expect(err.message).toContain('upstream');
+  });
+
+  it('rejects an upstream URL that carries credentials or a query, without echoing the credentials', async () => {
+    const withUser = await configErrorOf({ env: { REGMIRROR_UPSTREAM: 'https://user:secret@example.test' } });
+    expect(withUser.message).toContain('upstream.url');
+    expect(withUser.message).not.toContain('secret');
+    const withQuery = await configErrorOf({ env: { REGMIRROR_UPSTREAM: 'https://example.test/?x=1' } });
+    expect(withQuery.message).toContain('upstream.url');
+  });
+});

@@ -137,3 +137,17 @@ describe('isIndexType', () => {
     }
   });
 });
+
+describe('acceptClass q-values and media ranges', () => {
+  it('treats a type refused with q=0 as not accepted', () => {
+    const accept = acceptClass(`${OCI_INDEX};q=0, ${DOCKER_MANIFEST}`);
+    expect(accept.accepts(OCI_INDEX)).toBe(false);
+    expect(accept.key).toBe(acceptClass(DOCKER_MANIFEST).key);
+  });
+
+  it('accepts every manifest type under application/*', () => {
+    const accept = acceptClass('application/*');
+    for (const type of MANIFEST_TYPES) expect(accept.accepts(type)).toBe(true);
+    expect(accept.key).not.toBe('none');
+  });
+});
