@@ -61,7 +61,7 @@ export async function createMirror(config: Config, log: Logger): Promise<Mirror>
     listen: () => server.listen(config.listen.host, config.listen.port),
     async close() {
       await server.close(config.shutdownTimeout);
-      fills.abortAll();
+      await fills.abortAll();
       await upstream.close();
       await db.close();
     },

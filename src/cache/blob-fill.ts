@@ -143,6 +143,8 @@ export interface JoinedFill {
 export class BlobFills {
   private readonly inFlight = new Map<Digest, Promise<BlobFill | undefined>>();
   private readonly shutdown = new AbortController();
+  /** Downloads still writing, so that shutdown can wait until their temp files are gone. */
+  private readonly running = new Set<Promise<void>>();
 
   constructor(private readonly deps: BlobFillsDeps) {}
 
@@ -168,9 +170,10 @@ export class BlobFills {
     return this.inFlight.has(digest);
   }
 
-  /** Aborts every download (shutdown): their temp files are removed, nothing half-written is indexed. */
-  abortAll(): void {
+  /** Aborts every download (shutdown) and resolves once their temp files are removed; nothing half-written is indexed. */
+  async abortAll(): Promise<void> {
     this.shutdown.abort();
+    await Promise.all(this.running);
   }
 
   private async start(repo: Repository, digest: Digest): Promise<BlobFill | undefined> {
@@ -203,10 +206,12 @@ export class BlobFills {
     fill.spoolPath = writer.spoolPath;
     metrics.fillsInFlight.inc();
     // Detached from every client: it ends by itself, successfully or not.
-    void this.run(fill, writer, blob.body, mediaType, signal).finally(() => {
+    const running = this.run(fill, writer, blob.body, mediaType, signal).finally(() => {
       metrics.fillsInFlight.dec();
       this.inFlight.delete(digest);
+      this.running.delete(running);
     });
+    this.running.add(running);
     return fill;
   }
 

@@ -11,7 +11,7 @@
 //       <hex>.<random>         download in progress; removed on abort and at every start
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import type { ByteRange } from '../registry/byte-range.js';
 import { digestAlgorithm, digestHex, type Digest } from '../registry/reference.js';
@@ -67,8 +67,8 @@ export class DiskBlobStore implements BlobStore {
 
   /** Creates the tree and removes leftovers of downloads that a crash or kill interrupted. */
   async init(): Promise<{ removedTempFiles: number }> {
-    await mkdir(this.blobsDir, { recursive: true });
-    await mkdir(this.tmpDir, { recursive: true });
+    await ensureDirectory(this.blobsDir);
+    await ensureDirectory(this.tmpDir);
     const leftovers = await readdir(this.tmpDir);
     await Promise.all(leftovers.map((name) => rm(join(this.tmpDir, name), { force: true, recursive: true })));
     return { removedTempFiles: leftovers.length };
@@ -173,7 +173,7 @@ class DiskBlobWriter extends Writable implements BlobWriter {
       await handle.close();
       this.handle = undefined;
       const dir = join(this.finalPath, '..');
-      await mkdir(dir, { recursive: true });
+      await ensureDirectory(dir);
       await rename(this.spoolPath, this.finalPath);
       await syncDirectory(dir);
       this.settled = true;
@@ -224,6 +224,25 @@ async function syncDirectory(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * mkdir -p, one level at a time. Node's own recursive mkdir spins forever where a parent cannot hold
+ * directories (seen under /proc); this fails with that level's error instead.
+ */
+export async function ensureDirectory(dir: string, depth = 0): Promise<void> {
+  try {
+    await mkdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    const parent = dirname(dir);
+    if (code !== 'ENOENT' || parent === dir || depth > 64) throw err;
+    await ensureDirectory(parent, depth + 1);
+    await mkdir(dir).catch((again: NodeJS.ErrnoException) => {
+      if (again.code !== 'EEXIST') throw again;
+    });
   }
 }
 

@@ -6,9 +6,14 @@ import type { Http2Server } from 'node:http2';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 
+/** A connection that sends nothing for this long is dropped before it ties up a slot. */
+const FIRST_BYTE_TIMEOUT_MS = 30_000;
+
 export function createSniffingListener(http1: Http1Server, http2: Http2Server): Server {
   return createServer((socket) => {
+    socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
     socket.once('data', (first: Buffer) => {
+      socket.setTimeout(0);
       socket.pause();
       if (first.subarray(0, 4).toString('latin1') === 'PRI ') {
         http2.emit('connection', replaying(socket, first));

@@ -26,6 +26,8 @@ export class RegistryServer {
   private nextRequestId = 0;
   /** HTTP/1.1 connections and how many of their requests are in flight, to close idle ones on shutdown. */
   private readonly sockets = new Map<Socket, { active: number }>();
+  /** Every accepted connection, whatever its protocol, to cut them all when the shutdown grace ends. */
+  private readonly connections = new Set<Socket>();
   private readonly sessions = new Set<Http2Session>();
   private closing = false;
 
@@ -34,6 +36,10 @@ export class RegistryServer {
     this.http1 = createHttp1Server({ keepAliveTimeout: 30_000 }, handle);
     this.http2 = createHttp2Server({}, handle);
     this.server = createSniffingListener(this.http1, this.http2);
+    this.server.on('connection', (socket: Socket) => {
+      this.connections.add(socket);
+      socket.once('close', () => this.connections.delete(socket));
+    });
     this.http1.on('connection', (socket: Socket) => {
       this.sockets.set(socket, { active: 0 });
       socket.once('close', () => this.sockets.delete(socket));
@@ -62,8 +68,8 @@ export class RegistryServer {
     for (const session of this.sessions) session.close();
     for (const [socket, state] of this.sockets) if (state.active === 0) socket.end();
     const timer = setTimeout(() => {
-      for (const socket of this.sockets.keys()) socket.destroy();
       for (const session of this.sessions) session.destroy();
+      for (const socket of this.connections) socket.destroy();
     }, timeoutMs);
     timer.unref();
     await closed;

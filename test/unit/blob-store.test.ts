@@ -46,3 +46,13 @@ describe('DiskBlobStore', () => {
     await writer.abort();
   });
 });
+
+describe('DiskBlobStore.init', () => {
+  it('creates a nested data directory, and fails fast (no spin) where no directory can be made', async () => {
+    const base = await mkdtemp(join(tmpdir(), 'regmirror-store-'));
+    dirs.push(base);
+    await new DiskBlobStore(join(base, 'a', 'b', 'c')).init();
+    expect((await readdir(join(base, 'a', 'b', 'c'))).sort()).toEqual(['blobs', 'tmp']);
+    await expect(new DiskBlobStore('/proc/regmirror-cannot-exist').init()).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
