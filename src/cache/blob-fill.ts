@@ -27,6 +27,9 @@ export class BlobFill {
   spoolPath = '';
   private wake!: () => void;
   private changed!: Promise<void>;
+  private settle!: () => void;
+  /** Resolves when the download has succeeded or failed. */
+  readonly settled = new Promise<void>((resolve) => (this.settle = resolve));
 
   constructor(
     readonly digest: Digest,
@@ -52,12 +55,14 @@ export class BlobFill {
     this.size = size;
     this.written = size;
     this.state = 'done';
+    this.settle();
     this.notify();
   }
 
   fail(error: Error): void {
     this.error = error;
     this.state = 'failed';
+    this.settle();
     this.notify();
   }
 
@@ -76,8 +81,11 @@ export class BlobFill {
       return;
     }
     let position = range?.start ?? 0;
-    const handle = await open(this.spoolPath, 'r').catch((err: unknown) => {
-      if (isNotFound(err) && this.isDone()) return undefined; // renamed into place meanwhile
+    const handle = await open(this.spoolPath, 'r').catch(async (err: unknown) => {
+      if (!isNotFound(err)) throw err;
+      // The temp file is gone: renamed into place (the fill is about to report success) or removed (failure).
+      await this.settled;
+      if (this.isDone()) return undefined;
       throw this.error ?? err;
     });
     if (!handle) {
@@ -86,7 +94,7 @@ export class BlobFill {
     }
     try {
       for (;;) {
-        if (this.error) throw this.error ?? new Error('blob download failed');
+        if (this.error) throw this.error;
         const end = range ? range.end + 1 : (this.size ?? Number.POSITIVE_INFINITY);
         if (position >= end) return;
         const verified = this.isDone();

@@ -1,0 +1,69 @@
+// BlobFill readers: the moment a temp file is renamed into place must not break a reader that opens it late.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BlobFill } from '../../src/cache/blob-fill.js';
+import { DiskBlobStore } from '../../src/cache/blob-store.js';
+import { content } from '../contract/blob-store.contract.js';
+
+let dir: string;
+afterEach(() => rm(dir, { recursive: true, force: true }));
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+describe('BlobFill.read', () => {
+  it('serves the stored file to a reader whose temp file was renamed away before it opened it', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'regmirror-fill-'));
+    const store = new DiskBlobStore(dir);
+    await store.init();
+    const { bytes, digest } = content(50_000);
+    const writer = await store.createWriter(digest, bytes.length);
+    const fill = new BlobFill(digest, bytes.length, 'application/octet-stream', store);
+    fill.spoolPath = writer.spoolPath;
+    await pipeline(Readable.from([bytes]), writer);
+    await writer.commit(); // renamed: spoolPath no longer exists, but the fill has not reported success yet
+    const reading = readAll(fill.read());
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    fill.succeed(bytes.length);
+    expect(await reading).toEqual(bytes);
+  });
+
+  it('fails a reader with the download error when the temp file was removed by a failure', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'regmirror-fill-'));
+    const store = new DiskBlobStore(dir);
+    await store.init();
+    const { digest } = content(10);
+    const fill = new BlobFill(digest, 10, 'application/octet-stream', store);
+    fill.spoolPath = join(dir, 'tmp', 'gone');
+    const reading = readAll(fill.read());
+    fill.fail(new Error('upstream broke'));
+    await expect(reading).rejects.toThrow('upstream broke');
+  });
+
+  it('withholds the last byte until the download is verified', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'regmirror-fill-'));
+    const store = new DiskBlobStore(dir);
+    await store.init();
+    const { bytes, digest } = content(1000);
+    const writer = await store.createWriter(digest, bytes.length, { onProgress: (n) => fill.progress(n) });
+    const fill = new BlobFill(digest, bytes.length, 'application/octet-stream', store);
+    fill.spoolPath = writer.spoolPath;
+    await pipeline(Readable.from([bytes]), writer);
+    const received: Buffer[] = [];
+    const reader = fill.read();
+    reader.on('data', (chunk: Buffer) => received.push(chunk));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(Buffer.concat(received).length).toBe(999);
+    await writer.commit();
+    fill.succeed(bytes.length);
+    await new Promise((resolve) => reader.once('end', resolve));
+    expect(Buffer.concat(received)).toEqual(bytes);
+  });
+});
