@@ -14,6 +14,7 @@ import { openIndex } from './index/db.js';
 import { LevelTagIndex } from './index/tag-index.js';
 import { Metrics } from './metrics/metrics.js';
 import { RegistryClient } from './upstream/client.js';
+import { RateLimitTracker } from './upstream/rate-limit.js';
 
 export interface Mirror {
   readonly server: RegistryServer;
@@ -32,7 +33,8 @@ export async function createMirror(config: Config, log: Logger): Promise<Mirror>
   const db = await openIndex(config.dataDir);
   const index = new BlobIndex(db, config.cache.metadataEntries);
   const tags = new LevelTagIndex(db, config.cache.metadataEntries);
-  const upstream = new RegistryClient(config.upstream, metrics, log.child({ module: 'upstream' }));
+  const rateLimit = new RateLimitTracker(config.rateLimit.reserve, metrics, log.child({ module: 'ratelimit' }));
+  const upstream = new RegistryClient(config.upstream, metrics, rateLimit);
   const fills = new BlobFills({
     store,
     index,
@@ -47,6 +49,9 @@ export async function createMirror(config: Config, log: Logger): Promise<Mirror>
     index,
     tags,
     upstream,
+    rateLimit,
+    tagsConfig: config.tags,
+    metrics,
     log: log.child({ module: 'manifests' }),
     memoryBytes: config.cache.manifestMemoryBytes,
   });

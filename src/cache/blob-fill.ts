@@ -9,11 +9,13 @@ import type { BlobIndex } from '../index/blob-index.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { ByteRange } from '../registry/byte-range.js';
 import type { Digest, Repository } from '../registry/reference.js';
-import type { Upstream } from '../upstream/upstream.js';
+import type { Upstream, UpstreamBlob } from '../upstream/upstream.js';
 import { isNotFound, type BlobStore, type BlobWriter } from './blob-store.js';
 import { DigestMismatchError } from './digest-verify.js';
 
 const TAIL_CHUNK = 256 * 1024;
+/** Range requests after a broken upstream body, per download. */
+const MAX_RESUMES = 3;
 const DEFAULT_MEDIA_TYPE = 'application/octet-stream';
 
 type FillState = 'running' | 'done' | 'failed';
@@ -214,13 +216,41 @@ export class BlobFills {
     fill.spoolPath = writer.spoolPath;
     metrics.fillsInFlight.inc();
     // Detached from every client: it ends by itself, successfully or not.
-    const running = this.run(fill, writer, blob.body, mediaType, signal).finally(() => {
+    const body = Readable.from(this.resuming(repo, digest, blob, signal));
+    const running = this.run(fill, writer, body, mediaType, signal).finally(() => {
       metrics.fillsInFlight.dec();
       this.inFlight.delete(digest);
       this.running.delete(running);
     });
     this.running.add(running);
     return fill;
+  }
+
+  /**
+   * Upstream's body, resumed with a Range request from the last byte received when the connection breaks
+   * (Docker Hub's CDN does drop long downloads). The writer verifies the whole blob whatever the pieces.
+   */
+  private async *resuming(repo: Repository, digest: Digest, first: UpstreamBlob, signal: AbortSignal): AsyncGenerator<Buffer> {
+    let body = first.body;
+    let received = 0;
+    for (let resumes = 0; ; resumes++) {
+      try {
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          received += chunk.length;
+          yield chunk;
+        }
+        return;
+      } catch (err) {
+        body.destroy();
+        const resumable = first.size !== undefined && received > 0 && received < first.size;
+        if (signal.aborted || !resumable || resumes >= MAX_RESUMES) throw err;
+        this.deps.log.warn({ err, digest, received, resumes }, 'upstream body broke, resuming');
+        this.deps.metrics.fillResumes.inc();
+        const rest = await this.deps.upstream.fetchBlob(repo, digest, { offset: received, signal });
+        if (!rest) throw err;
+        body = rest.body;
+      }
+    }
   }
 
   private async run(fill: BlobFill, writer: BlobWriter, body: Readable, mediaType: string, signal: AbortSignal) {

@@ -6,14 +6,18 @@ import { pipeline } from 'node:stream/promises';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { BlobIndex } from '../index/blob-index.js';
-import type { TagIndex, TagKey } from '../index/tag-index.js';
+import { tagKeyString, type TagEntry, type TagIndex, type TagKey } from '../index/tag-index.js';
+import type { TagsConfig } from '../config/schema.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { RateLimitTracker } from '../upstream/rate-limit.js';
 import { RegistryError } from '../registry/errors.js';
 import type { AcceptClass } from '../registry/media-types.js';
 import type { Digest, Repository, Tag } from '../registry/reference.js';
 import { UpstreamError } from '../upstream/errors.js';
-import type { FetchedManifest, Upstream } from '../upstream/upstream.js';
+import type { FetchedManifest, ManifestHead, Upstream } from '../upstream/upstream.js';
 import type { BlobStore } from './blob-store.js';
 import { SingleFlight } from './single-flight.js';
+import { tagTtlPolicy, type TagTtl } from './tag-policy.js';
 
 export type ManifestSource = 'hit' | 'miss' | 'coalesced' | 'stale';
 
@@ -31,6 +35,9 @@ export interface ManifestCacheDeps {
   index: BlobIndex;
   tags: TagIndex;
   upstream: Upstream;
+  rateLimit: Pick<RateLimitTracker, 'conserving'>;
+  tagsConfig: TagsConfig;
+  metrics: Metrics;
   log: Logger;
   memoryBytes: number;
   now?: () => number;
@@ -44,6 +51,10 @@ interface LocalManifest {
 export class ManifestCache {
   private readonly bodies: LRUCache<string, LocalManifest>;
   private readonly fetches = new SingleFlight<string, FetchedManifest | undefined>();
+  private readonly heads = new SingleFlight<string, ManifestHead | undefined>();
+  /** Tags upstream answered 404 for, until when (ms), so a typo in a CI job does not hammer upstream. */
+  private readonly notFound = new LRUCache<string, number>({ max: 10_000 });
+  private readonly ttl: TagTtl;
   private readonly now: () => number;
 
   constructor(private readonly deps: ManifestCacheDeps) {
@@ -52,6 +63,7 @@ export class ManifestCache {
       sizeCalculation: (entry) => Math.max(1, entry.bytes.length),
     });
     this.now = deps.now ?? Date.now;
+    this.ttl = tagTtlPolicy(deps.tagsConfig);
   }
 
   async byDigest(repo: Repository, digest: Digest, accept: AcceptClass, withBody: boolean): Promise<ManifestAnswer> {
@@ -67,37 +79,104 @@ export class ManifestCache {
     return answer(value, shared ? 'coalesced' : 'miss');
   }
 
+  /**
+   * A tag within its TTL is answered from cache with no upstream contact. Past it, a HEAD (free on Docker Hub)
+   * revalidates, and a GET is spent only when the digest changed. While the pull allowance is at its reserve,
+   * or when upstream fails, a cached tag is served as last seen.
+   */
   async byTag(repo: Repository, tag: Tag, accept: AcceptClass, withBody: boolean): Promise<ManifestAnswer> {
     const key: TagKey = { upstream: this.deps.upstream.name, repo, tag, acceptKey: accept.key };
-    let head;
-    try {
-      head = await this.deps.upstream.resolveManifest(repo, tag, { accept: accept.header });
-    } catch (err) {
-      const stale = await this.stale(key, err, withBody);
-      if (stale) return stale;
-      throw err;
+    const id = tagKeyString(key);
+    if ((this.notFound.get(id) ?? 0) > this.now()) throw manifestUnknown(repo, tag);
+    const entry = await this.deps.tags.get(key);
+    const cached = entry ? await this.local(entry.digest, withBody) : undefined;
+    if (!entry || !cached) return this.resolve(key, accept, withBody);
+    if (this.now() - entry.checkedAt < this.ttl(repo, tag)) return cached;
+    if (this.deps.rateLimit.conserving()) {
+      this.deps.metrics.staleServed.inc({ reason: 'ratelimit' });
+      return cached;
     }
-    if (!head) throw manifestUnknown(repo, tag);
+    if (this.deps.tagsConfig.staleWhileRevalidate) {
+      this.revalidate(key, entry, cached, accept, true).catch((err: unknown) => {
+        this.deps.log.warn({ err, repo, tag }, 'background tag revalidation failed');
+      });
+      return cached;
+    }
+    return this.revalidate(key, entry, cached, accept, withBody);
+  }
+
+  private async revalidate(
+    key: TagKey,
+    entry: TagEntry,
+    cached: ManifestAnswer,
+    accept: AcceptClass,
+    withBody: boolean,
+  ): Promise<ManifestAnswer> {
+    const { metrics, log } = this.deps;
+    let head: ManifestHead | undefined;
+    try {
+      head = await this.head(key, accept);
+    } catch (err) {
+      metrics.tagRevalidations.inc({ result: 'error' });
+      const age = this.now() - entry.checkedAt;
+      if (!(err instanceof UpstreamError) || age > this.deps.tagsConfig.maxStale) throw err;
+      metrics.staleServed.inc({ reason: 'error' });
+      log.warn({ err, repo: key.repo, tag: key.tag, digest: entry.digest, ageMs: age }, 'upstream failed, serving cached tag');
+      return { ...cached, source: 'stale' };
+    }
+    if (!head) {
+      this.notFound.set(tagKeyString(key), this.now() + this.deps.tagsConfig.notFoundTtl);
+      throw manifestUnknown(key.repo as Repository, key.tag);
+    }
+    if (head.digest === entry.digest) {
+      metrics.tagRevalidations.inc({ result: 'unchanged' });
+      await this.deps.tags.put({ ...entry, checkedAt: this.now() });
+      return cached;
+    }
+    metrics.tagRevalidations.inc({ result: 'changed' });
+    return this.fromHead(key, head, accept, withBody);
+  }
+
+  /** A tag we hold nothing for: HEAD first, since its digest may already be cached under another name. */
+  private async resolve(key: TagKey, accept: AcceptClass, withBody: boolean): Promise<ManifestAnswer> {
+    const head = await this.head(key, accept);
+    if (!head) {
+      this.notFound.set(tagKeyString(key), this.now() + this.deps.tagsConfig.notFoundTtl);
+      throw manifestUnknown(key.repo as Repository, key.tag);
+    }
+    return this.fromHead(key, head, accept, withBody);
+  }
+
+  /** One upstream HEAD per tag and accept class at a time, however many clients ask. */
+  private async head(key: TagKey, accept: AcceptClass): Promise<ManifestHead | undefined> {
+    const { value } = await this.heads.do(tagKeyString(key), () =>
+      this.deps.upstream.resolveManifest(key.repo as Repository, key.tag, { accept: accept.header }),
+    );
+    return value;
+  }
+
+  private async fromHead(key: TagKey, head: ManifestHead, accept: AcceptClass, withBody: boolean): Promise<ManifestAnswer> {
+    const repo = key.repo as Repository;
     if (head.digest) {
       const local = await this.local(head.digest, withBody);
       if (local) {
-        this.checkAccepted(local, accept, repo, tag);
+        this.checkAccepted(local, accept, repo, key.tag);
         await this.remember(key, local);
         return local;
       }
       if (!withBody) {
-        this.checkAccepted(head, accept, repo, tag);
+        this.checkAccepted(head, accept, repo, key.tag);
         return { digest: head.digest, mediaType: head.mediaType, size: head.size, bytes: undefined, source: 'miss' };
       }
     }
     // Fetch by digest when HEAD told one, so the bytes are exactly what HEAD announced even if the tag moves.
-    const reference = head.digest ?? tag;
+    const reference = head.digest ?? key.tag;
     const { value, shared } = await this.fetches.do(`${reference}#${accept.key}`, () =>
       this.fetchAndStore(repo, reference, accept),
     );
-    if (!value) throw manifestUnknown(repo, tag);
+    if (!value) throw manifestUnknown(repo, key.tag);
     const result = answer(value, shared ? 'coalesced' : 'miss');
-    this.checkAccepted(result, accept, repo, tag);
+    this.checkAccepted(result, accept, repo, key.tag);
     await this.remember(key, result);
     return result;
   }
@@ -151,17 +230,6 @@ export class ManifestCache {
 
   private async remember(key: TagKey, manifest: ManifestAnswer): Promise<void> {
     await this.deps.tags.put({ ...key, digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.size, checkedAt: this.now() });
-  }
-
-  /** When upstream cannot answer, a tag we have seen is served as we last saw it. */
-  private async stale(key: TagKey, err: unknown, withBody: boolean): Promise<ManifestAnswer | undefined> {
-    if (!(err instanceof UpstreamError)) return undefined;
-    const entry = await this.deps.tags.get(key);
-    if (!entry) return undefined;
-    const local = await this.local(entry.digest, withBody);
-    if (!local) return undefined;
-    this.deps.log.warn({ repo: key.repo, tag: key.tag, digest: entry.digest, err }, 'upstream failed, serving cached tag');
-    return { ...local, source: 'stale' };
   }
 
   /** A client that did not ask for a type (an index, say) is never handed one. */

@@ -10,6 +10,9 @@ export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly string[]
   { env: 'REGMIRROR_DATA', path: ['dataDir'] },
   { env: 'REGMIRROR_UPSTREAM', path: ['upstream', 'url'] },
   { env: 'REGMIRROR_LOG_LEVEL', path: ['log', 'level'] },
+  { env: 'REGMIRROR_TAG_TTL', path: ['tags', 'ttl'] },
+  { env: 'REGMIRROR_UPSTREAM_USERNAME', path: ['upstream', 'credentials', 'username'] },
+  { env: 'REGMIRROR_UPSTREAM_PASSWORD', path: ['upstream', 'credentials', 'password'] },
 ];
 
 /** A config that cannot be used; its message names the key, what was expected and what was found. */
@@ -71,7 +74,8 @@ function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown): stri
         return `config: unknown key ${issue.keys.map((k) => `"${prefix}${k}"`).join(', ')}`;
       }
       if (issue.code === 'custom') return `config: ${key}: ${issue.message}`;
-      const found = describe(getPath(input, issue.path));
+      // Never echo a secret back, even a malformed one.
+      const found = issue.path.includes('credentials') ? 'a value (hidden)' : describe(getPath(input, issue.path));
       return `config: ${key}: ${issue.message.replace(/^Invalid input: /, '')}, found ${found}`;
     })
     .join('\n');

@@ -57,6 +57,38 @@ export const configSchema = z.strictObject({
       bodyTimeout: duration.prefault('30s'),
       /** Upper bound for one whole blob download, which no client owns. */
       fillTimeout: duration.prefault('1h'),
+      /** Docker Hub account for higher pull limits; absent means anonymous. Never logged or exposed. */
+      credentials: z.strictObject({ username: z.string().min(1), password: z.string().min(1) }).optional(),
+      /**
+       * Token realms, besides hosts in the upstream's own domain, that may receive the credentials. A realm
+       * elsewhere gets anonymous token requests only, so a hostile upstream cannot harvest them.
+       */
+      authRealms: z.array(z.string().regex(/^[a-z0-9.-]+(:\d+)?$/)).default([]),
+      /** After this many consecutive failures (refused, timeout, 5xx) upstream is not asked for `cooldown`. */
+      breakerFailures: z.int().min(1).max(1000).default(3),
+      breakerCooldown: duration.prefault('30s'),
+    })
+    .prefault({}),
+  tags: z
+    .strictObject({
+      /** How long a tag's digest is trusted without asking upstream. */
+      ttl: duration.prefault('1h'),
+      /** Ordered: the first rule whose pattern matches `repository:tag` sets the TTL. `*` matches anything. */
+      rules: z
+        .array(z.strictObject({ match: z.string().min(1), ttl: duration }))
+        .prefault([{ match: '*:latest', ttl: '5m' }]),
+      /** Past the TTL, answer from cache at once and revalidate in the background. */
+      staleWhileRevalidate: z.boolean().default(false),
+      /** How old (since upstream last confirmed it) a cached tag may be and still be served when upstream fails. */
+      maxStale: duration.prefault('7d'),
+      /** How long a 404 for a tag or repository is remembered. */
+      notFoundTtl: duration.prefault('1m'),
+    })
+    .prefault({}),
+  rateLimit: z
+    .strictObject({
+      /** At or under this many remaining pulls, cached tags are served without revalidation until the window resets. */
+      reserve: z.int().min(0).default(10),
     })
     .prefault({}),
   cache: z
@@ -80,3 +112,4 @@ export type ConfigInput = z.input<typeof configSchema>;
 export type Config = Readonly<z.output<typeof configSchema>>;
 export type UpstreamConfig = Config['upstream'];
 export type CacheConfig = Config['cache'];
+export type TagsConfig = Config['tags'];

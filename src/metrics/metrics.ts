@@ -16,9 +16,21 @@ export class Metrics {
   /** Blob downloads that ended, by outcome. */
   readonly fills: Counter<'result'>;
   readonly fillsInFlight: Gauge;
+  /** Downloads continued with a Range request after upstream's body broke. */
+  readonly fillResumes: Counter;
   /** Downloads refused because bytes did not match: `digest`, `size`, `truncated` (upstream ended early). */
   readonly verifyFailures: Counter<'reason'>;
   readonly httpDuration: Histogram<'method' | 'status'>;
+  /** Docker Hub's last reported pull allowance (`ratelimit-limit`, `ratelimit-remaining`, window `w`). */
+  readonly rateLimitLimit: Gauge;
+  readonly rateLimitRemaining: Gauge;
+  readonly rateLimitWindow: Gauge;
+  /** 1 while the circuit breaker keeps requests away from a failing upstream. */
+  readonly breakerOpen: Gauge;
+  /** Tag checks past their TTL: `unchanged` (HEAD only), `changed` (then one GET), `error`. */
+  readonly tagRevalidations: Counter<'result'>;
+  /** Tags answered from cache without upstream's confirmation: `error` (upstream failed), `ratelimit` (reserve). */
+  readonly staleServed: Counter<'reason'>;
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -51,6 +63,11 @@ export class Metrics {
       labelNames: ['result'],
       registers,
     });
+    this.fillResumes = new Counter({
+      name: 'regmirror_blob_fill_resumes_total',
+      help: 'Blob downloads resumed with a Range request after the upstream body broke',
+      registers,
+    });
     this.fillsInFlight = new Gauge({
       name: 'regmirror_blob_fills_in_flight',
       help: 'Blob downloads from upstream in progress',
@@ -67,6 +84,38 @@ export class Metrics {
       help: 'Time to answer registry API requests, until the last byte',
       labelNames: ['method', 'status'],
       buckets: [0.001, 0.005, 0.025, 0.1, 0.5, 2, 10, 60],
+      registers,
+    });
+    this.rateLimitLimit = new Gauge({
+      name: 'regmirror_upstream_ratelimit_limit',
+      help: 'Pulls allowed per window, as upstream last reported (ratelimit-limit)',
+      registers,
+    });
+    this.rateLimitRemaining = new Gauge({
+      name: 'regmirror_upstream_ratelimit_remaining',
+      help: 'Pulls left in the window, as upstream last reported (ratelimit-remaining)',
+      registers,
+    });
+    this.rateLimitWindow = new Gauge({
+      name: 'regmirror_upstream_ratelimit_window_seconds',
+      help: 'Length of the rate-limit window, as upstream last reported',
+      registers,
+    });
+    this.breakerOpen = new Gauge({
+      name: 'regmirror_upstream_breaker_open',
+      help: '1 while requests to upstream are held back after repeated failures',
+      registers,
+    });
+    this.tagRevalidations = new Counter({
+      name: 'regmirror_tag_revalidations_total',
+      help: 'Tags checked upstream after their TTL, by result',
+      labelNames: ['result'],
+      registers,
+    });
+    this.staleServed = new Counter({
+      name: 'regmirror_stale_served_total',
+      help: 'Tags served from cache without upstream confirmation, by reason',
+      labelNames: ['reason'],
       registers,
     });
     collectDefaultMetrics({ register: registry, prefix: 'regmirror_' });

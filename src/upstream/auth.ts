@@ -33,16 +33,33 @@ const EXPIRY_SKEW_MS = 30_000;
 /** Token spec: a token without expires_in is good for 60 s. */
 const DEFAULT_EXPIRES_IN_S = 60;
 
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+export interface TokenCacheOptions {
+  /** The registry origin, e.g. https://registry-1.docker.io: realms in its domain may receive credentials. */
+  upstream: string;
+  credentials?: Credentials | undefined;
+  /** Further realm hosts (host or host:port) trusted with the credentials. */
+  trustedRealms?: readonly string[];
+  now?: () => number;
+}
+
 export class TokenCache {
   private readonly tokens = new Map<string, CachedToken>();
   private readonly pending = new Map<string, Promise<string>>();
   /** The upstream's challenge, learnt from its first 401, so later scopes get a token before their first request. */
   private challenge: BearerChallenge | undefined;
+  private readonly now: () => number;
 
   constructor(
     private readonly dispatcher: Dispatcher,
-    private readonly now: () => number = Date.now,
-  ) {}
+    private readonly options: TokenCacheOptions,
+  ) {
+    this.now = options.now ?? Date.now;
+  }
 
   /** The Authorization header for a scope, when the upstream is known to want one. */
   async authorization(scope: string, signal?: AbortSignal): Promise<string | undefined> {
@@ -74,13 +91,19 @@ export class TokenCache {
     const url = new URL(challenge.realm);
     if (challenge.service) url.searchParams.set('service', challenge.service);
     url.searchParams.set('scope', scope);
+    const credentials = this.options.credentials;
+    const headers: Record<string, string> =
+      credentials && realmTrusted(url, this.options)
+        ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` }
+        : {};
     const response = await this.dispatcher
-      .request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', signal })
+      .request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers, signal })
       .catch((cause: unknown) => {
         throw new UpstreamError(`token request to ${url.origin} failed`, { cause });
       });
     const body = await readCapped(response.body);
     if (response.statusCode !== 200) {
+      // 401 here means our credentials were refused: to clients that is upstream trouble, not theirs.
       throw new UpstreamError(`token endpoint answered ${response.statusCode}`, { status: response.statusCode });
     }
     let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
@@ -97,4 +120,24 @@ export class TokenCache {
     this.tokens.set(scope, { token, expiresAt: this.now() + Math.max(0, expiresIn * 1000 - EXPIRY_SKEW_MS) });
     return token;
   }
+}
+
+/**
+ * Credentials go only to a realm on the upstream's own host, in its registrable domain (auth.docker.io for
+ * registry-1.docker.io), or listed in config; and never in clear text to a realm when upstream itself uses TLS.
+ */
+export function realmTrusted(realm: URL, options: Pick<TokenCacheOptions, 'upstream' | 'trustedRealms'>): boolean {
+  const upstream = new URL(options.upstream);
+  if (upstream.protocol === 'https:' && realm.protocol !== 'https:') return false;
+  if (options.trustedRealms?.includes(realm.host)) return true;
+  if (realm.hostname === upstream.hostname) return true;
+  const domain = registrableDomain(upstream.hostname);
+  return domain !== undefined && (realm.hostname === domain || realm.hostname.endsWith(`.${domain}`));
+}
+
+/** The last two labels of a DNS name (docker.io); undefined for IP addresses and single-label hosts. */
+function registrableDomain(hostname: string): string | undefined {
+  if (/^[\d.]+$/.test(hostname) || hostname.includes(':') || hostname.startsWith('[')) return undefined;
+  const labels = hostname.split('.');
+  return labels.length >= 2 ? labels.slice(-2).join('.') : undefined;
 }

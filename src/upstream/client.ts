@@ -1,13 +1,14 @@
 // The undici-backed Upstream: one keep-alive Pool to the registry origin, bearer tokens per repository scope,
 // blob redirects (Docker Hub's CDN) followed on a separate agent that never carries the registry's token.
 import { createHash } from 'node:crypto';
-import type { Logger } from 'pino';
 import { Agent, Pool, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/schema.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { DOCKER_MANIFEST_V1_SIGNED } from '../registry/media-types.js';
 import { isDigest, type Digest, type Repository } from '../registry/reference.js';
 import { TokenCache } from './auth.js';
+import { CircuitBreaker } from './breaker.js';
+import type { RateLimitTracker } from './rate-limit.js';
 import { discard, readCapped } from './body.js';
 import { UpstreamContentError, UpstreamError, type UpstreamErrorDetail } from './errors.js';
 import type { FetchedManifest, ManifestHead, ManifestRequest, TagList, Upstream, UpstreamBlob } from './upstream.js';
@@ -33,11 +34,12 @@ export class RegistryClient implements Upstream {
   /** Other origins: the token realm and blob redirect targets. */
   private readonly agent: Agent;
   private readonly tokens: TokenCache;
+  readonly breaker: CircuitBreaker;
 
   constructor(
     private readonly config: UpstreamConfig,
     private readonly metrics: Metrics,
-    private readonly log: Logger,
+    private readonly rateLimit: RateLimitTracker,
   ) {
     this.name = config.name;
     const timeouts = {
@@ -47,7 +49,12 @@ export class RegistryClient implements Upstream {
     };
     this.pool = new Pool(config.url, { connections: config.connections, ...timeouts });
     this.agent = new Agent({ connections: config.connections, ...timeouts });
-    this.tokens = new TokenCache(this.agent);
+    this.tokens = new TokenCache(this.agent, {
+      upstream: config.url,
+      credentials: config.credentials,
+      trustedRealms: config.authRealms,
+    });
+    this.breaker = new CircuitBreaker(config.breakerFailures, config.breakerCooldown, metrics);
   }
 
   async resolveManifest(repo: Repository, reference: string, request: ManifestRequest): Promise<ManifestHead | undefined> {
@@ -69,6 +76,11 @@ export class RegistryClient implements Upstream {
   }
 
   async fetchManifest(repo: Repository, reference: string, request: ManifestRequest): Promise<FetchedManifest | undefined> {
+    // Docker Hub refused pulls a moment ago: asking again spends nothing but time.
+    const limitedFor = this.rateLimit.limitedForSeconds();
+    if (limitedFor > 0) {
+      throw new UpstreamError('upstream pull limit reached', { status: 429, retryAfterSeconds: limitedFor });
+    }
     const response = await this.send(repo, {
       kind: 'manifest',
       method: 'GET',
@@ -115,9 +127,10 @@ export class RegistryClient implements Upstream {
     const headers: Record<string, string> = options.offset ? { range: `bytes=${options.offset}-` } : {};
     const response = await this.blobRequest(repo, digest, 'GET', headers, options.signal);
     if (!response) return undefined;
-    if (options.offset && response.statusCode !== 206) {
+    const resumedAt = /^bytes (\d+)-/.exec(single(response.headers['content-range']) ?? '')?.[1];
+    if (options.offset && (response.statusCode !== 206 || Number(resumedAt) !== options.offset)) {
       discard(response.body);
-      throw new UpstreamError(`blob ${digest}: upstream ignored the resume range`, { status: 502 });
+      throw new UpstreamError(`blob ${digest}: upstream did not resume at byte ${options.offset}`, { status: 502 });
     }
     return { size: contentLength(response), mediaType: single(response.headers['content-type']), body: response.body };
   }
@@ -178,6 +191,21 @@ export class RegistryClient implements Upstream {
 
   /** One request to the registry origin, with a bearer token when needed; non-2xx/404/3xx statuses throw. */
   private async send(repo: Repository, request: Send): Promise<Dispatcher.ResponseData> {
+    this.breaker.check();
+    try {
+      const response = await this.authorized(repo, request);
+      this.breaker.success();
+      return response;
+    } catch (err) {
+      // Refused, reset, timed out or 5xx: upstream is in trouble. A 4xx is an answer, not a failure.
+      if (err instanceof UpstreamError && err.temporary && err.status !== 429 && !request.signal?.aborted) {
+        this.breaker.failure();
+      }
+      throw err;
+    }
+  }
+
+  private async authorized(repo: Repository, request: Send): Promise<Dispatcher.ResponseData> {
     const scope = `repository:${repo}:pull`;
     const options = { path: request.path, method: request.method, headers: { ...request.headers }, signal: request.signal };
     const authorization = await this.tokens.authorization(scope, request.signal);
@@ -191,9 +219,13 @@ export class RegistryClient implements Upstream {
         response = await this.dispatch(this.pool, request.kind, options);
       }
     }
+    if (request.kind === 'manifest') this.rateLimit.observe(response.headers);
     const status = response.statusCode;
     if ((status >= 200 && status < 300) || status === 404 || isRedirect(status)) return response;
-    throw await errorFrom(response, `${request.method} ${request.path}`);
+    const error = await errorFrom(response, `${request.method} ${request.path}`);
+    if (status !== 429) throw error;
+    const retryAfterSeconds = this.rateLimit.limited(error.retryAfterSeconds);
+    throw new UpstreamError(error.message, { status, errors: [...error.errors], retryAfterSeconds });
   }
 
   private async dispatch(

@@ -41,10 +41,11 @@ async function storedFiles(): Promise<string[]> {
 describe('upstream sends wrong bytes', () => {
   it.each<[string, { kind: 'corrupt'; atByte: number } | { kind: 'truncate'; afterBytes: number }, string]>([
     ['corrupted', { kind: 'corrupt', atByte: 5_000_000 }, 'digest'],
-    ['truncated', { kind: 'truncate', afterBytes: 5_000_000 }, 'truncated'],
+    // Every attempt breaks off, the first and each Range resume: the download gives up.
+    ['truncated', { kind: 'truncate', afterBytes: 1_000_000 }, 'truncated'],
   ])('a %s blob fails the client, caches nothing, and the next pull succeeds', async (_, fault, reason) => {
     const { digest, size } = bigLayer();
-    front.setFault({ ...fault, path: new RegExp(digest), times: 1 });
+    front.setFault({ ...fault, path: new RegExp(digest) });
     // The response breaks off: the client never holds a complete body with wrong bytes (getBlob would say "got …").
     const failure = await getBlob(mirror.url, 'library/multi', digest).then(
       () => new Error('pull succeeded'),
@@ -55,21 +56,36 @@ describe('upstream sends wrong bytes', () => {
     await expect.poll(async () => metricValue(await mirror.metrics(), 'regmirror_blob_fills_total', { result: 'error' })).toBe(1);
     expect(await storedFiles()).toEqual([]);
     expect(metricValue(await mirror.metrics(), 'regmirror_verify_failures_total', { reason })).toBe(1);
+    front.setFault(undefined);
+    await front.idle();
+    const attempts = front.count({ method: 'GET', kind: 'blob', pathIncludes: digest });
 
     expect(await getBlob(mirror.url, 'library/multi', digest)).toBe(size);
     expect((await storedFiles()).map((f) => f.split('/').pop())).toEqual([digest.slice(7)]);
     await front.idle();
-    expect(front.count({ method: 'GET', kind: 'blob', pathIncludes: digest })).toBe(2);
+    expect(front.count({ method: 'GET', kind: 'blob', pathIncludes: digest })).toBe(attempts + 1);
+  });
+
+  it('resumes a broken upstream body with a Range request and caches the verified whole', async () => {
+    const { digest, size } = bigLayer();
+    front.setFault({ kind: 'truncate', afterBytes: 7_000_000, path: new RegExp(digest), times: 1 });
+    expect(await getBlob(mirror.url, 'library/multi', digest)).toBe(size);
+    await front.idle();
+    const gets = front.requests.filter((r) => r.kind === 'blob' && r.path.includes(digest));
+    expect(gets.map((r) => r.status)).toEqual([200, 206]);
+    expect(metricValue(await mirror.metrics(), 'regmirror_blob_fill_resumes_total')).toBe(1);
+    expect((await storedFiles()).map((f) => f.split('/').pop())).toEqual([digest.slice(7)]);
   });
 
   it('aborts every follower of a download that upstream breaks', async () => {
     const { digest } = bigLayer();
     front.setBandwidth(30e6);
-    front.setFault({ kind: 'truncate', afterBytes: 20_000_000, path: new RegExp(digest), times: 1 });
+    front.setFault({ kind: 'truncate', afterBytes: 5_000_000, path: new RegExp(digest) });
     const results = await Promise.allSettled(Array.from({ length: 3 }, () => getBlob(mirror.url, 'library/multi', digest)));
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
     await front.idle();
-    expect(front.count({ method: 'GET', kind: 'blob', pathIncludes: digest })).toBe(1);
+    // One download (its first GET and its Range resumes), never one per client.
+    expect(front.count({ method: 'GET', kind: 'blob', pathIncludes: digest })).toBe(4);
     expect(await storedFiles()).toEqual([]);
   });
 

@@ -1,0 +1,52 @@
+// A circuit breaker per upstream: after consecutive failures it stops sending requests for a cool-down, so
+// that requests the cache can answer do not each wait for a connect timeout first.
+import type { Metrics } from '../metrics/metrics.js';
+import { UpstreamError } from './errors.js';
+
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+export class CircuitBreaker {
+  private failures = 0;
+  private openUntil = 0;
+  private trial = false;
+
+  constructor(
+    private readonly threshold: number,
+    private readonly cooldownMs: number,
+    private readonly metrics: Metrics,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get state(): BreakerState {
+    if (this.failures < this.threshold) return 'closed';
+    return this.now() < this.openUntil ? 'open' : 'half-open';
+  }
+
+  /** Throws while open; in half-open, lets one request through to test upstream. */
+  check(): void {
+    const state = this.state;
+    if (state === 'closed') return;
+    if (state === 'half-open' && !this.trial) {
+      this.trial = true;
+      return;
+    }
+    throw new UpstreamError('upstream circuit open after repeated failures', {
+      retryAfterSeconds: Math.max(1, Math.ceil((this.openUntil - this.now()) / 1000)),
+    });
+  }
+
+  success(): void {
+    this.failures = 0;
+    this.trial = false;
+    this.metrics.breakerOpen.set(0);
+  }
+
+  failure(): void {
+    this.failures++;
+    this.trial = false;
+    if (this.failures >= this.threshold) {
+      this.openUntil = this.now() + this.cooldownMs;
+      this.metrics.breakerOpen.set(1);
+    }
+  }
+}

@@ -1,0 +1,82 @@
+// Docker Hub's pull accounting, as upstream reports it in `ratelimit-limit: 100;w=21600`,
+// `ratelimit-remaining: 76;w=21600` and `docker-ratelimit-source`. A pull is a manifest GET; HEADs are free.
+import type { Logger } from 'pino';
+import type { Metrics } from '../metrics/metrics.js';
+
+export interface RateLimitState {
+  limit: number | undefined;
+  remaining: number | undefined;
+  windowSeconds: number | undefined;
+  /** When upstream last told us (ms since epoch). */
+  observedAt: number;
+}
+
+/** `76;w=21600` → { value: 76, window: 21600 }. */
+export function parseRateLimitHeader(value: string | string[] | undefined): { value: number; window?: number } | undefined {
+  const text = Array.isArray(value) ? value[0] : value;
+  const match = /^\s*(\d+)\s*(?:;\s*w\s*=\s*(\d+))?/.exec(text ?? '');
+  if (!match) return undefined;
+  return { value: Number(match[1]), ...(match[2] ? { window: Number(match[2]) } : {}) };
+}
+
+export class RateLimitTracker {
+  private state: RateLimitState | undefined;
+  /** Set by a 429: until then a manifest GET would only be refused again. */
+  private limitedUntil = 0;
+  private warned = false;
+
+  constructor(
+    private readonly reserve: number,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Reads the rate-limit headers of any upstream response (absent on registries other than Docker Hub). */
+  observe(headers: Record<string, string | string[] | undefined>): void {
+    const limit = parseRateLimitHeader(headers['ratelimit-limit']);
+    const remaining = parseRateLimitHeader(headers['ratelimit-remaining']);
+    if (!limit && !remaining) return;
+    const windowSeconds = remaining?.window ?? limit?.window;
+    this.state = { limit: limit?.value, remaining: remaining?.value, windowSeconds, observedAt: this.now() };
+    if (limit) this.metrics.rateLimitLimit.set(limit.value);
+    if (remaining) this.metrics.rateLimitRemaining.set(remaining.value);
+    if (windowSeconds !== undefined) this.metrics.rateLimitWindow.set(windowSeconds);
+    const source = headers['docker-ratelimit-source'];
+    if (remaining && remaining.value <= this.reserve) {
+      if (!this.warned) {
+        this.log.warn({ remaining: remaining.value, reserve: this.reserve, windowSeconds, source }, 'upstream pull limit nearly spent: serving cached tags without revalidation');
+      }
+      this.warned = true;
+    } else {
+      this.warned = false;
+    }
+  }
+
+  /** After a 429: remember for how long pulls are refused. */
+  limited(retryAfterSeconds: number | undefined): number {
+    const seconds = retryAfterSeconds ?? this.secondsToReset() ?? 60;
+    this.limitedUntil = Math.max(this.limitedUntil, this.now() + seconds * 1000);
+    return seconds;
+  }
+
+  /** Seconds until a manifest GET may succeed again, or 0. */
+  limitedForSeconds(): number {
+    return Math.max(0, Math.ceil((this.limitedUntil - this.now()) / 1000));
+  }
+
+  /** At or under the reserve, within the window upstream reported: spend pulls only on what is not cached. */
+  conserving(): boolean {
+    if (this.limitedForSeconds() > 0) return true;
+    const state = this.state;
+    if (state?.remaining === undefined || state.remaining > this.reserve) return false;
+    const reset = this.secondsToReset();
+    return reset === undefined || reset > 0;
+  }
+
+  private secondsToReset(): number | undefined {
+    const state = this.state;
+    if (state?.windowSeconds === undefined) return undefined;
+    return Math.max(0, Math.ceil((state.observedAt + state.windowSeconds * 1000 - this.now()) / 1000));
+  }
+}
