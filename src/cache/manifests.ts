@@ -121,7 +121,8 @@ export class ManifestCache {
       const age = this.now() - entry.checkedAt;
       if (!(err instanceof UpstreamError) || age > this.deps.tagsConfig.maxStale) throw err;
       metrics.staleServed.inc({ reason: 'error' });
-      log.warn({ err, repo: key.repo, tag: key.tag, digest: entry.digest, ageMs: age }, 'upstream failed, serving cached tag');
+      const { repo, tag } = key;
+      log.warn({ upstreamError: err.message, repo, tag, digest: entry.digest, ageMs: age }, 'upstream failed, serving cached tag');
       return { ...cached, source: 'stale' };
     }
     if (!head) {

@@ -118,8 +118,9 @@ export class RegistryServer {
       if (!res.destroyed) res.destroy(err instanceof Error ? err : undefined);
       return;
     }
-    if (error.status >= 500) log.error({ err }, 'request failed');
-    else if (err !== error) log.warn({ err }, 'upstream refused request');
+    // Our own failures are errors; upstream's (outage, limit) are warnings: the cause is elsewhere.
+    if (error.code === 'UNKNOWN') log.error({ err }, 'request failed');
+    else if (err !== error) log.warn({ upstreamError: (err as Error).message }, 'upstream could not answer');
     if (ctx.kind) this.options.metrics.cacheRequests.inc({ kind: ctx.kind, result: 'error' });
     const body = JSON.stringify(error.toJSON());
     res.writeHead(error.status, {
@@ -155,7 +156,11 @@ export function toRegistryError(err: unknown): RegistryError {
       });
     }
     // 401/403 mean our credentials at upstream, not the client's: to the client it is unavailable.
-    return new RegistryError('UNAVAILABLE', 'upstream registry unavailable', { cause: err, detail: { status: err.status } });
+    return new RegistryError('UNAVAILABLE', 'upstream registry unavailable', {
+      cause: err,
+      detail: { status: err.status },
+      ...(err.retryAfterSeconds === undefined ? {} : { headers: { 'retry-after': String(err.retryAfterSeconds) } }),
+    });
   }
   if (err instanceof UpstreamContentError) {
     return new RegistryError('UNAVAILABLE', 'upstream registry sent invalid content', { cause: err });
