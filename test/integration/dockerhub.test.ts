@@ -1,4 +1,6 @@
 // Docker Hub realities against a Hub-like front: tokens, CDN redirects, pull accounting and 429s, outages.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startHubFront, type HubFront } from '../fixtures/hub-front.js';
@@ -121,6 +123,7 @@ describe('rate limit', () => {
     );
     await Promise.all(clients);
     await front.idle();
+    console.log(`50 pulls of 5 cached images: ${front.pulls()} pulls counted upstream, ${front.count({ kind: 'manifest', method: 'HEAD' })} HEADs`);
     expect(front.pulls()).toBeLessThanOrEqual(5);
     expect(front.count({ kind: 'manifest', method: 'GET' })).toBeLessThanOrEqual(5);
   });
@@ -152,6 +155,7 @@ describe('when upstream says no', () => {
       expect((await pull(mirror.url, image.repo, image.tag)).digest).toBe(image.digest);
       times.push(performance.now() - started);
     }
+    console.log(`cached pulls with upstream refusing connections (ms): ${times.map((t) => t.toFixed(0)).join(', ')}`);
     expect(times[0]).toBeLessThan(1500);
     for (const ms of times.slice(2)) expect(ms).toBeLessThan(200);
     const uncached = await manifestStatus('library/multi', '1');
@@ -176,6 +180,7 @@ describe('when upstream says no', () => {
     started = performance.now();
     expect((await manifestStatus(image.repo, image.tag)).status).toBe(200);
     const second = performance.now() - started;
+    console.log(`cached tag with upstream hanging: first ${first.toFixed(0)} ms (headersTimeout 1 s), then ${second.toFixed(0)} ms`);
     expect(first).toBeGreaterThan(800);
     expect(first).toBeLessThan(3000);
     expect(second).toBeLessThan(200);
@@ -216,6 +221,11 @@ describe('credentials and redirects', () => {
     front.expireTokens();
     await pull(mirror.url, 'library/schema2', '1');
 
+    // A client's own Authorization header is never passed upstream.
+    const clientSecret = 'Bearer client-own-token-777';
+    await (await request(`${mirror.url}/v2/library/schema2/manifests/1`, { headers: { authorization: clientSecret, accept: DOCKER_ACCEPT } })).body.dump();
+    expect(front.authorizationHeadersSeen).not.toContain(clientSecret);
+
     for (const path of ['/v2/', '/metrics', `/v2/${image.repo}/manifests/${image.tag}`, '/v2/library/nope/manifests/1']) {
       const response = await request(`${mirror.url}${path}`, { headers: { accept: DOCKER_ACCEPT } });
       responses.push(JSON.stringify(response.headers), await response.body.text());
@@ -226,5 +236,35 @@ describe('credentials and redirects', () => {
       expect(text).not.toContain(basic);
     }
     expect(logLines.length).toBeGreaterThan(10);
+  });
+});
+
+describe('a hostile upstream', () => {
+  it('gets no credentials when its challenge names a realm outside its own host and domain', async () => {
+    // Fault injection: an upstream that sends every client to a token realm on another host.
+    const seen: Array<string | undefined> = [];
+    const realm: Server = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: 'anon', expires_in: 300 }));
+    });
+    await new Promise<void>((resolve) => realm.listen(0, '127.0.0.2', resolve));
+    const realmPort = (realm.address() as AddressInfo).port;
+    const upstream: Server = createServer((_req, res) => {
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="http://127.0.0.2:${realmPort}/token",service="evil"` }).end();
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    try {
+      mirror = await startMirror(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, {
+        config: { upstream: { credentials: { username: 'alice', password: PASSWORD } } },
+      });
+      expect((await manifestStatus('library/alpine', '3.19')).status).toBe(503);
+      expect(seen.length).toBeGreaterThan(0);
+      expect(seen.every((header) => header === undefined)).toBe(true);
+    } finally {
+      upstream.closeAllConnections();
+      realm.closeAllConnections();
+      await new Promise((resolve) => upstream.close(resolve));
+      await new Promise((resolve) => realm.close(resolve));
+    }
   });
 });
