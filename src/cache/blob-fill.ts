@@ -176,10 +176,6 @@ export class BlobFills {
     return fill ? { fill, coalesced: false } : undefined;
   }
 
-  isFilling(digest: Digest): boolean {
-    return this.inFlight.has(digest);
-  }
-
   /** Aborts every download (shutdown) and resolves once their temp files are removed; nothing half-written is indexed. */
   async abortAll(): Promise<void> {
     this.shutdown.abort();

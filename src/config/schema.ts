@@ -111,5 +111,4 @@ export const configSchema = z.strictObject({
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = Readonly<z.output<typeof configSchema>>;
 export type UpstreamConfig = Config['upstream'];
-export type CacheConfig = Config['cache'];
 export type TagsConfig = Config['tags'];

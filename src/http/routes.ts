@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client';
 import type { BlobCache, BlobHandle } from '../cache/blobs.js';
 import type { ManifestAnswer, ManifestCache } from '../cache/manifests.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { rangeLength } from '../registry/byte-range.js';
 import { RegistryError } from '../registry/errors.js';
 import { acceptClass, MANIFEST_TYPES } from '../registry/media-types.js';
 import {
@@ -131,7 +132,7 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
   }
   let length = blob.size;
   if (range.kind === 'partial') {
-    length = range.range.end - range.range.start + 1;
+    length = rangeLength(range.range);
     ctx.res.writeHead(206, {
       ...headers,
       'content-length': length,

@@ -17,12 +17,6 @@ export const MANIFEST_TYPES = [
   DOCKER_MANIFEST_V1_SIGNED,
 ] as const;
 
-const INDEX_TYPES: ReadonlySet<string> = new Set([OCI_INDEX, DOCKER_LIST]);
-
-export function isIndexType(mediaType: string): boolean {
-  return INDEX_TYPES.has(mediaType);
-}
-
 /**
  * What a client accepts, reduced to the manifest types we know. Tag records are keyed by `key`, because
  * upstream answers one tag differently per Accept (an index for docker 20+, a single manifest for old clients),

@@ -3,7 +3,7 @@
 import type { Readable } from 'node:stream';
 import { UpstreamContentError } from './errors.js';
 
-export const ERROR_BODY_LIMIT = 64 * 1024;
+const ERROR_BODY_LIMIT = 64 * 1024;
 
 /** Reads at most `limit` bytes. Past it: `truncate` keeps the head; otherwise throws. Always ends the body. */
 export async function readCapped(body: Readable, limit = ERROR_BODY_LIMIT, truncate = true): Promise<Buffer> {

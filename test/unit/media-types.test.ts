@@ -6,7 +6,6 @@ import {
   DOCKER_MANIFEST,
   DOCKER_MANIFEST_V1,
   DOCKER_MANIFEST_V1_SIGNED,
-  isIndexType,
   MANIFEST_TYPES,
   OCI_INDEX,
   OCI_MANIFEST,
@@ -125,16 +124,6 @@ describe('acceptClass with repeated Accept headers', () => {
 
   it('treats */* in any one of several headers as accepting anything', () => {
     expect(acceptClass([DOCKER_MANIFEST, '*/*']).key).toBe('*');
-  });
-});
-
-describe('isIndexType', () => {
-  it('is true for the OCI index and the Docker manifest list only', () => {
-    expect(isIndexType(OCI_INDEX)).toBe(true);
-    expect(isIndexType(DOCKER_LIST)).toBe(true);
-    for (const type of [OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V1_SIGNED]) {
-      expect(isIndexType(type)).toBe(false);
-    }
   });
 });
 
