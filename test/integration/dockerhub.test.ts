@@ -161,6 +161,8 @@ describe('when upstream says no', () => {
     const uncached = await manifestStatus('library/multi', '1');
     expect(uncached.status).toBe(503);
     expect(JSON.parse(uncached.body)).toMatchObject({ errors: [{ code: 'UNAVAILABLE' }] });
+    // The breaker is open: the answer says when asking again makes sense.
+    expect(Number(uncached.headers['retry-after'])).toBeGreaterThan(0);
     const text = await mirror.metrics();
     expect(metricValue(text, 'regmirror_stale_served_total', { reason: 'error' })).toBeGreaterThanOrEqual(5);
     expect(metricValue(text, 'regmirror_upstream_breaker_open')).toBe(1);
