@@ -85,7 +85,8 @@ async function sendManifest(ctx: RequestContext, manifest: ManifestAnswer) {
     'docker-content-digest': manifest.digest,
     etag: `"${manifest.digest}"`,
   });
-  if (manifest.bytes) {
+  // A HEAD may have found the body in memory: it still sends none.
+  if (manifest.bytes && ctx.method === 'GET') {
     ctx.bytes = manifest.size;
     ctx.res.end(manifest.bytes);
   } else {
@@ -195,9 +196,14 @@ function blobHeaders(digest: string, mediaType: string) {
 }
 
 function sendText(ctx: RequestContext, status: number, body: string, contentType: string): Promise<void> {
-  ctx.res.writeHead(status, { ...API_VERSION, 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
-  if (ctx.method === 'HEAD') ctx.res.end();
-  else ctx.res.end(body);
+  const length = Buffer.byteLength(body);
+  ctx.res.writeHead(status, { ...API_VERSION, 'content-type': contentType, 'content-length': length });
+  if (ctx.method === 'HEAD') {
+    ctx.res.end();
+  } else {
+    ctx.bytes = length;
+    ctx.res.end(body);
+  }
   return Promise.resolve();
 }
 

@@ -138,7 +138,15 @@ export class RegistryServer {
     const status = ctx.res.statusCode;
     this.options.metrics.httpDuration.observe({ method: ctx.method, status: String(status) }, seconds);
     ctx.log.info(
-      { method: ctx.method, path: ctx.path, status, bytes: ctx.bytes, ms: Math.round(seconds * 1e4) / 10, cache: ctx.cache },
+      {
+        method: ctx.method,
+        path: ctx.path,
+        ...(ctx.query ? { query: ctx.query } : {}),
+        status,
+        bytes: ctx.bytes,
+        ms: Math.round(seconds * 1e4) / 10,
+        cache: ctx.cache,
+      },
       'request',
     );
   }

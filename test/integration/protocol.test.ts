@@ -200,3 +200,28 @@ describe('the rest of the API', () => {
     expect(metricValue(text, 'regmirror_upstream_requests_total', { kind: 'blob', method: 'GET', status: '200' })).toBeGreaterThan(0);
   });
 });
+
+describe('the access log', () => {
+  it('writes one line per request with the query, status, bytes sent and cache result', async () => {
+    const logLines: string[] = [];
+    const logged = await startMirror(front.url, { logLines });
+    try {
+      const image = inject('images').schema2;
+      const path = `/v2/library/schema2/manifests/1?ns=docker.io`;
+      const get = await request(`${logged.url}${path}`, { headers: { accept: DOCKER_ACCEPT } });
+      await get.body.dump();
+      const head = await request(`${logged.url}${path}`, { method: 'HEAD', headers: { accept: DOCKER_ACCEPT } });
+      await head.body.dump();
+      const requests = logLines
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .filter((entry) => entry.msg === 'request');
+      expect(requests).toHaveLength(2);
+      expect(requests[0]).toMatchObject({ method: 'GET', query: '?ns=docker.io', status: 200, bytes: image.size, cache: 'miss' });
+      expect(requests[1]).toMatchObject({ method: 'HEAD', status: 200, bytes: 0, cache: 'hit' });
+      expect(typeof requests[0]?.reqId).toBe('number');
+      expect(requests[0]?.reqId).not.toBe(requests[1]?.reqId);
+    } finally {
+      await logged.close();
+    }
+  });
+});
