@@ -1,5 +1,6 @@
 // Wires one mirror together from a Config: index, store, upstream, caches, routes, server. No logic of its own;
 // main.ts runs it as a process, tests run it in-process.
+import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { BlobFills } from './cache/blob-fill.js';
@@ -55,10 +56,12 @@ export async function createMirror(config: Config, log: Logger): Promise<Mirror>
     log: log.child({ module: 'manifests' }),
     memoryBytes: config.cache.manifestMemoryBytes,
   });
+  const tls = config.tls && { cert: await readFile(config.tls.cert), key: await readFile(config.tls.key) };
   const server = new RegistryServer({
     handler: createRoutes({ blobs, manifests, upstream, metrics, registry: metrics.registry }),
     log,
     metrics,
+    tls,
   });
   return {
     server,

@@ -104,6 +104,8 @@ export const configSchema = z.strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     })
     .prefault({}),
+  /** Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain and key. Absent: plain HTTP. */
+  tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
   /** How long in-flight responses may take to finish on SIGTERM before the process exits anyway. */
   shutdownTimeout: duration.prefault('10s'),
 });

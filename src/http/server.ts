@@ -1,8 +1,15 @@
 // The HTTP server: node:http2 with HTTP/1.1 fallback, a request id and child logger per request, one access
 // log line per request, and the only place where errors become responses.
-import { createServer as createHttp1Server, type Server as Http1Server } from 'node:http';
-import { createServer as createHttp2Server, type Http2Server, type Http2Session } from 'node:http2';
+import { createServer as createHttp1Server } from 'node:http';
+import {
+  createSecureServer,
+  createServer as createHttp2Server,
+  type Http2SecureServer,
+  type Http2Server,
+  type Http2Session,
+} from 'node:http2';
 import type { Server, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { RegistryError } from '../registry/errors.js';
 import { UpstreamContentError, UpstreamError } from '../upstream/errors.js';
@@ -16,13 +23,13 @@ export interface ServerOptions {
   handler: Handler;
   log: Logger;
   metrics: Metrics;
+  /** PEM certificate chain and key: serve HTTPS, HTTP/2 or HTTP/1.1 by ALPN. Absent: plain HTTP. */
+  tls?: { cert: Buffer; key: Buffer } | undefined;
 }
 
 export class RegistryServer {
-  /** The listening socket; HTTP/1.1 and h2c connections are handed to the servers below. */
-  readonly server: Server;
-  private readonly http1: Http1Server;
-  private readonly http2: Http2Server;
+  /** The listening server: TLS with ALPN, or a plain socket that hands HTTP/1.1 and h2c to the servers below. */
+  readonly server: Server | Http2SecureServer;
   private nextRequestId = 0;
   /** HTTP/1.1 connections and how many of their requests are in flight, to close idle ones on shutdown. */
   private readonly sockets = new Map<Socket, { active: number }>();
@@ -33,21 +40,34 @@ export class RegistryServer {
 
   constructor(private readonly options: ServerOptions) {
     const handle = (req: Request, res: Response) => void this.handle(req, res);
-    this.http1 = createHttp1Server({ keepAliveTimeout: 30_000 }, handle);
-    this.http2 = createHttp2Server({}, handle);
-    this.server = createSniffingListener(this.http1, this.http2);
+    let http2: Http2Server | Http2SecureServer;
+    if (options.tls) {
+      const secure = createSecureServer({ ...options.tls, allowHTTP1: true }, handle);
+      // HTTP/1.1 over TLS is served by the same server: track those connections for shutdown.
+      secure.on('secureConnection', (socket: TLSSocket) => {
+        if (socket.alpnProtocol !== 'h2') this.trackHttp1(socket);
+      });
+      this.server = secure;
+      http2 = secure;
+    } else {
+      const http1 = createHttp1Server({ keepAliveTimeout: 30_000 }, handle);
+      http1.on('connection', (socket: Socket) => this.trackHttp1(socket));
+      http2 = createHttp2Server({}, handle);
+      this.server = createSniffingListener(http1, http2);
+    }
     this.server.on('connection', (socket: Socket) => {
       this.connections.add(socket);
       socket.once('close', () => this.connections.delete(socket));
     });
-    this.http1.on('connection', (socket: Socket) => {
-      this.sockets.set(socket, { active: 0 });
-      socket.once('close', () => this.sockets.delete(socket));
-    });
-    this.http2.on('session', (session: Http2Session) => {
+    http2.on('session', (session: Http2Session) => {
       this.sessions.add(session);
       session.once('close', () => this.sessions.delete(session));
     });
+  }
+
+  private trackHttp1(socket: Socket): void {
+    this.sockets.set(socket, { active: 0 });
+    socket.once('close', () => this.sockets.delete(socket));
   }
 
   listen(host: string, port: number): Promise<{ host: string; port: number }> {
