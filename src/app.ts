@@ -17,6 +17,8 @@ import { Metrics } from './metrics/metrics.js';
 import { RegistryClient } from './upstream/client.js';
 import { RateLimitTracker } from './upstream/rate-limit.js';
 
+const TAG_STATS_FLUSH_MS = 5000;
+
 export interface Mirror {
   readonly server: RegistryServer;
   readonly metrics: Metrics;
@@ -63,13 +65,20 @@ export async function createMirror(config: Config, log: Logger): Promise<Mirror>
     metrics,
     tls,
   });
+  // Pull counts per tag reach the index in batches, not one write per hit.
+  const flushTimer = setInterval(() => {
+    tags.flush().catch((err: unknown) => log.warn({ err }, 'tag statistics not saved'));
+  }, TAG_STATS_FLUSH_MS);
+  flushTimer.unref();
   return {
     server,
     metrics,
     listen: () => server.listen(config.listen.host, config.listen.port),
     async close() {
+      clearInterval(flushTimer);
       await server.close(config.shutdownTimeout);
       await fills.abortAll();
+      await tags.flush();
       await upstream.close();
       await db.close();
     },

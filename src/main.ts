@@ -1,55 +1,71 @@
 #!/usr/bin/env node
-// Composition root: read config, build the mirror, listen; SIGTERM/SIGINT drain and exit. No logic here.
-import { parseArgs } from 'node:util';
-import { pino } from 'pino';
-import { createMirror } from './app.js';
-import { ConfigError, loadConfig } from './config/load.js';
+// The regmirror command: picks a subcommand and reports its failure as one line. No logic here.
+import { ConfigError } from './config/load.js';
+import { CERT_HELP, cert } from './cli/cert.js';
+import { UsageError, type CommandContext } from './cli/command.js';
+import { LS_HELP, ls } from './cli/ls.js';
+import { SERVE_HELP, serve } from './cli/serve.js';
 
-const USAGE = `usage: regmirror [--config FILE]
+const COMMANDS = {
+  serve: { run: serve, help: SERVE_HELP, summary: 'run the mirror (the default)' },
+  ls: { run: ls, help: LS_HELP, summary: 'list cached repositories and tags' },
+  cert: { run: cert, help: CERT_HELP, summary: 'make a self-signed TLS certificate' },
+} as const;
 
-Runs the registry mirror. Without --config, built-in defaults apply (see config/default.yaml).
-Environment: REGMIRROR_CONFIG (config file), REGMIRROR_LISTEN (host:port), REGMIRROR_DATA (data directory),
-REGMIRROR_UPSTREAM (upstream registry URL), REGMIRROR_LOG_LEVEL.
+const HELP = `usage: regmirror [COMMAND] [--config FILE] [OPTIONS]
+
+A pull-through caching mirror for Docker Hub.
+
+commands:
+${Object.entries(COMMANDS)
+  .map(([name, command]) => `  ${name.padEnd(8)}${command.summary}`)
+  .join('\n')}
+
+Run 'regmirror COMMAND --help' for a command's options.
 `;
 
-async function main(): Promise<void> {
-  let args;
-  try {
-    args = parseArgs({ options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } });
-  } catch (err) {
-    process.stderr.write(`regmirror: ${(err as Error).message}\n${USAGE}`);
-    process.exit(2);
-  }
-  if (args.values.help) {
-    process.stdout.write(USAGE);
+async function main(argv: string[]): Promise<void> {
+  const first = argv[0];
+  if (first === '--help' || first === '-h' || first === 'help') {
+    process.stdout.write(HELP);
     return;
   }
-  const config = await loadConfig({ file: args.values.config ?? process.env.REGMIRROR_CONFIG, env: process.env });
-  const log = pino({ level: config.log.level, base: { service: 'regmirror' } });
-  const mirror = await createMirror(config, log);
-  const address = await mirror.listen();
-  log.info({ ...address, upstream: config.upstream.url, dataDir: config.dataDir }, 'regmirror listening');
-
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'shutting down');
-    mirror.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  const name = first === undefined || first.startsWith('-') ? 'serve' : first;
+  const command = COMMANDS[name as keyof typeof COMMANDS];
+  if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}`, HELP);
+  const rest = name === first ? argv.slice(1) : argv;
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(command.help);
+    return;
+  }
+  const ctx: CommandContext = { ...takeConfig(rest, command.help), env: process.env, out: (text) => process.stdout.write(text) };
+  await command.run(ctx);
 }
 
-main().catch((err: unknown) => {
-  // A bad config or an unusable data directory is a one-line message, not a stack trace.
-  const message = err instanceof ConfigError ? err.message : `regmirror: cannot start: ${(err as Error).message}`;
+function takeConfig(args: string[], help: string): Pick<CommandContext, 'args' | 'configFile'> {
+  const rest: string[] = [];
+  let configFile = process.env.REGMIRROR_CONFIG;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === '--config' || arg === '-c') {
+      configFile = args[++i];
+      if (configFile === undefined) throw new UsageError('--config needs a file', help);
+    } else if (arg.startsWith('--config=')) {
+      configFile = arg.slice('--config='.length);
+    } else {
+      rest.push(arg);
+    }
+  }
+  return { args: rest, configFile };
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  // A bad config, a bad flag or an unusable data directory is a one-line message, not a stack trace.
+  if (err instanceof UsageError) {
+    process.stderr.write(`regmirror: ${err.message}\n${err.help}`);
+    process.exit(2);
+  }
+  const message = err instanceof ConfigError ? err.message : `regmirror: ${(err as Error).message}`;
   process.stderr.write(`${message}\n`);
   process.exit(1);
 });

@@ -86,6 +86,13 @@ export class ManifestCache {
    */
   async byTag(repo: Repository, tag: Tag, accept: AcceptClass, withBody: boolean): Promise<ManifestAnswer> {
     const key: TagKey = { upstream: this.deps.upstream.name, repo, tag, acceptKey: accept.key };
+    const answer = await this.answerTag(key, accept, withBody);
+    if (withBody) this.deps.tags.touch(key, this.now());
+    return answer;
+  }
+
+  private async answerTag(key: TagKey, accept: AcceptClass, withBody: boolean): Promise<ManifestAnswer> {
+    const { repo, tag } = key as TagKey & { repo: Repository; tag: Tag };
     const id = tagKeyString(key);
     if ((this.notFound.get(id) ?? 0) > this.now()) throw manifestUnknown(repo, tag);
     const entry = await this.deps.tags.get(key);

@@ -18,11 +18,18 @@ export interface TagEntry extends TagKey {
   size: number;
   /** When upstream last told us this digest (ms since epoch). */
   checkedAt: number;
+  /** When a client last pulled the tag, and how often (flushed in batches, so up to a few seconds behind). */
+  pulledAt?: number;
+  hits?: number;
 }
 
 export interface TagIndex {
   get(key: TagKey): Promise<TagEntry | undefined>;
   put(entry: TagEntry): Promise<void>;
+  /** Counts a pull in memory; `flush` writes the counts. No disk write per hit. */
+  touch(key: TagKey, now: number): void;
+  flush(): Promise<void>;
+  entries(): AsyncIterable<TagEntry>;
 }
 
 export function tagKeyString(key: TagKey): string {
@@ -32,6 +39,7 @@ export function tagKeyString(key: TagKey): string {
 export class LevelTagIndex implements TagIndex {
   private readonly db;
   private readonly hot: LRUCache<string, TagEntry>;
+  private readonly pending = new Map<string, PendingHits>();
 
   constructor(db: IndexDb, hotEntries: number) {
     this.db = sublevel<TagEntry>(db, 'tags');
@@ -49,7 +57,49 @@ export class LevelTagIndex implements TagIndex {
 
   async put(entry: TagEntry): Promise<void> {
     const id = tagKeyString(entry);
-    await this.db.put(id, entry);
-    this.hot.set(id, entry);
+    const pending = this.pending.get(id);
+    const stored = pending ? { ...entry, ...this.counted(entry, pending) } : entry;
+    this.pending.delete(id);
+    await this.db.put(id, stored);
+    this.hot.set(id, stored);
   }
+
+  touch(key: TagKey, now: number): void {
+    const id = tagKeyString(key);
+    const pending = this.pending.get(id);
+    if (pending) {
+      pending.hits++;
+      pending.pulledAt = now;
+    } else {
+      this.pending.set(id, { key, hits: 1, pulledAt: now });
+    }
+  }
+
+  async flush(): Promise<void> {
+    const batch = [...this.pending.values()];
+    this.pending.clear();
+    const writes: Array<{ type: 'put'; key: string; value: TagEntry }> = [];
+    for (const pending of batch) {
+      const entry = await this.get(pending.key);
+      if (!entry) continue;
+      const updated = { ...entry, ...this.counted(entry, pending) };
+      this.hot.set(tagKeyString(entry), updated);
+      writes.push({ type: 'put', key: tagKeyString(entry), value: updated });
+    }
+    if (writes.length > 0) await this.db.batch(writes);
+  }
+
+  async *entries(): AsyncIterable<TagEntry> {
+    for await (const value of this.db.values()) yield value;
+  }
+
+  private counted(entry: TagEntry, pending: PendingHits): Pick<TagEntry, 'hits' | 'pulledAt'> {
+    return { hits: (entry.hits ?? 0) + pending.hits, pulledAt: Math.max(entry.pulledAt ?? 0, pending.pulledAt) };
+  }
+}
+
+interface PendingHits {
+  key: TagKey;
+  hits: number;
+  pulledAt: number;
 }

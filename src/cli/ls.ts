@@ -1,0 +1,96 @@
+// `regmirror ls`: the cached repositories and tags, read from the index of a stopped mirror.
+import { DiskBlobStore } from '../cache/blob-store.js';
+import { BlobIndex } from '../index/blob-index.js';
+import { openIndex } from '../index/db.js';
+import { LevelTagIndex, type TagEntry } from '../index/tag-index.js';
+import { loadConfig } from '../config/load.js';
+import type { Digest } from '../registry/reference.js';
+import type { CommandContext } from './command.js';
+import { UsageError } from './command.js';
+
+export const LS_HELP = `usage: regmirror ls [--config FILE]
+
+Lists cached tags: repository:tag, digest, size of the manifest and the blobs it names, when a client last
+pulled it, how often, and when upstream last confirmed it. Reads the data directory of the config
+(or REGMIRROR_DATA); LevelDB allows one process at a time, so run it while the mirror is stopped.
+`;
+
+export async function ls(ctx: CommandContext): Promise<void> {
+  if (ctx.args.length > 0) throw new UsageError(`ls: unexpected argument ${JSON.stringify(ctx.args[0])}`, LS_HELP);
+  const config = await loadConfig({ file: ctx.configFile, env: ctx.env });
+  let db;
+  try {
+    db = await openIndex(config.dataDir);
+  } catch (err) {
+    const locked = /lock/i.test(String((err as Error & { cause?: Error }).cause?.message ?? (err as Error).message));
+    throw new Error(locked ? `the index in ${config.dataDir} is in use by a running regmirror: stop it first` : `cannot open the index in ${config.dataDir}: ${(err as Error).message}`);
+  }
+  try {
+    const tags = new LevelTagIndex(db, 1000);
+    const blobs = new BlobIndex(db, 10_000);
+    const store = new DiskBlobStore(config.dataDir);
+    const rows: string[][] = [['REPOSITORY:TAG', 'DIGEST', 'SIZE', 'LAST PULLED', 'HITS', 'CHECKED']];
+    const seen = new Set<string>();
+    for await (const entry of tags.entries()) {
+      const id = `${entry.repo}:${entry.tag}@${entry.digest}`;
+      if (seen.has(id)) continue; // one tag, several accept classes, same digest
+      seen.add(id);
+      rows.push([
+        `${entry.repo}:${entry.tag}`,
+        entry.digest.slice(0, 19),
+        humanBytes(await imageSize(entry, blobs, store)),
+        when(entry.pulledAt),
+        String(entry.hits ?? 0),
+        when(entry.checkedAt),
+      ]);
+    }
+    ctx.out(table(rows));
+    ctx.out(`${rows.length - 1} tag(s) in ${config.dataDir}\n`);
+  } finally {
+    await db.close();
+  }
+}
+
+/** The manifest plus every blob it names (for an index: its platform manifests), as far as they are cached. */
+async function imageSize(entry: TagEntry, blobs: BlobIndex, store: DiskBlobStore): Promise<number> {
+  let total = 0;
+  const visit = async (digest: Digest, depth: number): Promise<void> => {
+    const record = await blobs.get(digest);
+    if (!record) return;
+    total += record.size;
+    if (!record.manifest || depth > 1) return;
+    const opened = await store.open(digest);
+    if (!opened) return;
+    const chunks: Buffer[] = [];
+    for await (const chunk of opened.read() as AsyncIterable<Buffer>) chunks.push(chunk);
+    const manifest = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+      manifests?: Array<{ digest: Digest }>;
+      config?: { digest: Digest };
+      layers?: Array<{ digest: Digest }>;
+    };
+    const children = [...(manifest.manifests ?? []), ...(manifest.config ? [manifest.config] : []), ...(manifest.layers ?? [])];
+    for (const child of children) await visit(child.digest, depth + 1);
+  };
+  await visit(entry.digest, 0);
+  return total;
+}
+
+function when(ms: number | undefined): string {
+  return ms === undefined ? '-' : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
+function humanBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0))) ?? [];
+  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd()).join('\n') + '\n';
+}
