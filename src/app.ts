@@ -1,6 +1,8 @@
 // Wires one mirror together from a Config: index, store, upstream, caches, routes, server. No logic of its own;
 // main.ts runs it as a process, tests run it in-process.
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { BlobFills } from './cache/blob-fill.js';
@@ -60,7 +62,22 @@ export async function createMirror(config: Config, log: Logger): Promise<Mirror>
   });
   const tls = config.tls && { cert: await readFile(config.tls.cert), key: await readFile(config.tls.key) };
   const server = new RegistryServer({
-    handler: createRoutes({ blobs, manifests, upstream, metrics, registry: metrics.registry }),
+    handler: createRoutes({
+      readiness: async () => {
+        const index = db.status;
+        const writable = await access(join(config.dataDir, 'tmp'), constants.W_OK).then(
+          () => true,
+          () => false,
+        );
+        const breaker = upstream.breaker.state;
+        return { ready: index === 'open' && writable, index, dataDirWritable: writable, upstream: { breaker } };
+      },
+      blobs,
+      manifests,
+      upstream,
+      metrics,
+      registry: metrics.registry,
+    }),
     log,
     metrics,
     tls,

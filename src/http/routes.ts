@@ -20,7 +20,14 @@ import { header, type RequestContext } from './context.js';
 import { contentRange, parseRange } from './range.js';
 import type { Handler } from './server.js';
 
+export interface Readiness {
+  ready: boolean;
+  [check: string]: unknown;
+}
+
 export interface RouteDeps {
+  /** For /readyz: index open, data directory writable, upstream breaker state. */
+  readiness: () => Promise<Readiness>;
   blobs: BlobCache;
   manifests: ManifestCache;
   upstream: Upstream;
@@ -40,6 +47,10 @@ export function createRoutes(deps: RouteDeps): Handler {
   return async (ctx) => {
     const { path, method } = ctx;
     if (path === '/healthz') return sendText(ctx, 200, 'ok\n', 'text/plain');
+    if (path === '/readyz') {
+      const readiness = await deps.readiness();
+      return sendText(ctx, readiness.ready ? 200 : 503, JSON.stringify(readiness), 'application/json');
+    }
     if (path === '/metrics') {
       return sendText(ctx, 200, await deps.registry.metrics(), deps.registry.contentType);
     }

@@ -225,3 +225,12 @@ describe('the access log', () => {
     }
   });
 });
+
+describe('health', () => {
+  it('answers /healthz, and /readyz with the index, the data directory and the upstream breaker', async () => {
+    expect((await raw('/healthz')).status).toBe(200);
+    const ready = await raw('/readyz');
+    expect(ready.status).toBe(200);
+    expect(JSON.parse(ready.body)).toEqual({ ready: true, index: 'open', dataDirWritable: true, upstream: { breaker: 'closed' } });
+  });
+});
