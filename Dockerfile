@@ -1,0 +1,39 @@
+# regmirror container image: build stage compiles TypeScript; runtime stage holds production dependencies
+# and dist/ only, runs as a non-root user under tini, and keeps its cache in a volume.
+# syntax=docker/dockerfile:1
+
+FROM node:24-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build && npm prune --omit=dev --ignore-scripts
+
+FROM node:24-bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini openssl \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /var/lib/regmirror \
+ && chown node:node /var/lib/regmirror
+WORKDIR /app
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+COPY package.json ./
+COPY config ./config
+
+LABEL org.opencontainers.image.title="regmirror" \
+      org.opencontainers.image.description="Pull-through caching mirror for Docker Hub" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://example.invalid/regmirror"
+
+ENV NODE_ENV=production \
+    REGMIRROR_LISTEN=0.0.0.0:5000 \
+    REGMIRROR_DATA=/var/lib/regmirror
+USER node
+VOLUME ["/var/lib/regmirror"]
+EXPOSE 5000
+HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:5000/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+ENTRYPOINT ["tini", "--", "node", "dist/src/main.js"]
+CMD ["serve"]
