@@ -13,7 +13,7 @@ const MiB = 1024 * 1024;
 
 /** Docker's name for the host architecture, so a single-platform alpine is what a client would pick here. */
 export function hostArchitecture(): string {
-  const names: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x' };
+  const names: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', s390x: 's390x' };
   return names[process.arch] ?? process.arch;
 }
 
@@ -35,7 +35,9 @@ export async function pushE2eImages(registryUrl: string): Promise<E2eImages> {
   return { alpine: a, nginx: n };
 }
 
-/** Digests of the blobs (configs and layers) a pull of `image` may fetch: every platform's. */
-export function blobsOf(...images: TestImage[]): Set<string> {
-  return new Set(images.flatMap((i) => i.platforms.flatMap((p) => [p.config, ...p.layers.map((l) => l.digest)])));
+
+/** The config and layer digests a pull of `image` needs: every platform's, or only the host's. */
+export function blobsPulled(image: TestImage, o: { allPlatforms: boolean }): string[] {
+  const platforms = image.platforms.filter((p) => o.allPlatforms || p.architecture === hostArchitecture());
+  return platforms.flatMap((p) => [p.config, ...p.layers.map((l) => l.digest)]);
 }

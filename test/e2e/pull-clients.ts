@@ -4,18 +4,23 @@
 // Clients run through async execFile, never the *Sync calls: regmirror shares this process's event loop.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
-import { processAlive, shortTempDir, socketAccepts, startDaemon, type Daemon } from '../fixtures/daemons.js';
+import { hostDirsToTidy, processAlive, shortTempDir, socketAccepts, startDaemon, type Daemon } from '../fixtures/daemons.js';
 
 const run = promisify(execFile);
 
 /** Debian's docker.io client, matching dockerd 20.10; /usr/local/bin/docker here is an unrelated newer one. */
 const DOCKER = '/usr/bin/docker';
 const COMMAND_TIMEOUT_MS = 60_000;
+
+/** dockerd makes its plugin discovery directory whatever its exec-root. */
+const DOCKERD_HOST_DIRS = ['/run/docker', '/run/docker/plugins'];
+/** podman 4.3 as root initialises netavark with a fixed run directory, even for a pull. */
+const PODMAN_HOST_DIRS = ['/run/containers', '/run/containers/networks'];
 
 export interface ImageRef {
   /** As on Docker Hub: `library/alpine`. */
@@ -25,6 +30,8 @@ export interface ImageRef {
 
 export interface PullClient {
   readonly name: string;
+  /** Whether `pull` with `allPlatforms` takes every platform of an index (ctr, skopeo) or only the host's. */
+  readonly allPlatforms: boolean;
   /**
    * Pulls `docker.io/<repo>:<tag>` and returns the digest the client reports for it. With `allPlatforms`, every
    * platform of an index where the client can (ctr, skopeo); dockerd and podman always take the host's platform.
@@ -88,13 +95,21 @@ export async function startDockerd(mirrorUrl: string): Promise<PullClient> {
     bridge: 'none',
   };
   await writeFile(join(dir, 'daemon.json'), JSON.stringify(config));
+  // Just before the start: a dockerd of a test file running in parallel may have made them meanwhile.
+  const hostDirs = hostDirsToTidy(DOCKERD_HOST_DIRS);
   const daemon = await startDaemon('dockerd', dir, 'dockerd', [
     ...['--config-file', join(dir, 'daemon.json'), '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec')],
     ...['--pidfile', join(dir, 'dockerd.pid'), '-H', `unix://${socket}`],
   ]);
-  // dockerd runs its own containerd in a separate session, so signalling dockerd's group does not reach it:
-  // dockerd stops it on SIGTERM, and close() makes sure it did.
-  let containerdPid: number | undefined;
+  // dockerd runs its own containerd in a separate session, which signalling dockerd's group does not reach:
+  // dockerd stops it on SIGTERM, and shutdown() makes sure it did (its pid file goes with the directory).
+  const shutdown = async (): Promise<void> => {
+    const pidText = await readFile(join(dir, 'exec', 'containerd', 'containerd.pid'), 'utf8').catch(() => '');
+    await daemon.stop();
+    const containerdPid = Number.parseInt(pidText, 10);
+    if (containerdPid > 0) await reapStray(containerdPid, dir);
+    await hostDirs.remove();
+  };
   const agent = new Agent({ connect: { socketPath: socket }, keepAliveTimeout: 10 });
   try {
     await daemon.waitUntil('API answering /_ping', async () => {
@@ -102,10 +117,8 @@ export async function startDockerd(mirrorUrl: string): Promise<PullClient> {
       await res.body.dump();
       return res.statusCode === 200;
     });
-    const pidText = await readFile(join(dir, 'exec', 'containerd', 'containerd.pid'), 'utf8').catch(() => '');
-    containerdPid = Number.parseInt(pidText, 10) || undefined;
   } catch (err) {
-    await daemon.stop();
+    await shutdown();
     throw err;
   } finally {
     await agent.close();
@@ -114,16 +127,14 @@ export async function startDockerd(mirrorUrl: string): Promise<PullClient> {
   const docker = (...args: string[]) => exec(DOCKER, ['-H', `unix://${socket}`, ...args], { daemon });
   return {
     name: 'dockerd',
+    allPlatforms: false,
     async pull(image) {
       const name = `${image.repo.replace(/^library\//, '')}:${image.tag}`; // docker's short name: docker.io/library/ is implied
       await docker('pull', '--quiet', name);
       const repoDigest = await docker('image', 'inspect', '--format', '{{index .RepoDigests 0}}', name);
       return repoDigest.trim().split('@')[1] ?? daemon.fail(`no RepoDigest for ${name}: ${repoDigest}`);
     },
-    async close() {
-      await daemon.stop();
-      if (containerdPid !== undefined) await reapStray(containerdPid, dir);
-    },
+    close: shutdown,
   };
 }
 
@@ -180,6 +191,7 @@ export async function startContainerd(mirrorUrl: string): Promise<PullClient> {
   const ctr = (...args: string[]) => exec('ctr', ['--address', socket, ...args], { daemon });
   return {
     name: 'containerd',
+    allPlatforms: true,
     async pull(image, o = {}) {
       const ref = qualified(image);
       const platforms = o.allPlatforms ? ['--all-platforms'] : [];
@@ -198,6 +210,7 @@ export async function startPodman(mirrorUrl: string): Promise<PullClient> {
   const dir = await shortTempDir('podman');
   const registriesConf = join(dir, 'registries.conf');
   await writeRegistriesConf(registriesConf, mirrorUrl);
+  const hostDirs = hostDirsToTidy(PODMAN_HOST_DIRS);
   const podman = (...args: string[]) =>
     exec(
       'podman',
@@ -206,16 +219,21 @@ export async function startPodman(mirrorUrl: string): Promise<PullClient> {
         ...['--network-config-dir', join(dir, 'net'), '--events-backend', 'none', '--storage-driver', 'vfs'],
         ...args,
       ],
-      { env: { CONTAINERS_REGISTRIES_CONF: registriesConf } },
+      // TMPDIR: containers/image stages big files there, /var/tmp by default.
+      { env: { CONTAINERS_REGISTRIES_CONF: registriesConf, TMPDIR: dir } },
     );
   return {
     name: 'podman',
+    allPlatforms: false,
     async pull(image) {
       await podman('pull', '--quiet', qualified(image));
       // The digest of the manifest pulled by tag: the index for a multi-platform image.
       return (await podman('image', 'inspect', '--format', '{{.Digest}}', qualified(image))).trim();
     },
-    close: () => rm(dir, { recursive: true, force: true, maxRetries: 3 }),
+    async close() {
+      await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+      await hostDirs.remove();
+    },
   };
 }
 
@@ -227,10 +245,12 @@ export async function startSkopeo(mirrorUrl: string): Promise<PullClient> {
   let copies = 0;
   return {
     name: 'skopeo',
+    allPlatforms: true,
     async pull(image, o = {}) {
       const out = join(dir, `out-${++copies}`);
       const all = o.allPlatforms ? ['--all'] : [];
-      await exec('skopeo', ['copy', '--quiet', '--registries-conf', registriesConf, ...all, `docker://${qualified(image)}`, `dir:${out}`]);
+      const args = ['copy', '--quiet', '--registries-conf', registriesConf, ...all, `docker://${qualified(image)}`, `dir:${out}`];
+      await exec('skopeo', args, { env: { TMPDIR: dir } }); // TMPDIR: not /var/tmp for staged blobs
       return `sha256:${createHash('sha256').update(await readFile(join(out, 'manifest.json'))).digest('hex')}`;
     },
     close: () => rm(dir, { recursive: true, force: true, maxRetries: 3 }),
