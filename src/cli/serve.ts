@@ -4,17 +4,33 @@ import { createMirror } from '../app.js';
 import { loadConfig } from '../config/load.js';
 import { UsageError, type CommandContext } from './command.js';
 
-export const SERVE_HELP = `usage: regmirror serve [--config FILE]
+export const SERVE_HELP = `usage: regmirror serve [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--upstream URL]
+                      [--log-level LEVEL]
 
 Runs the registry mirror. Without --config, built-in defaults apply (config/default.yaml lists them all).
+Flags override the environment, which overrides the file.
 Environment overrides: REGMIRROR_CONFIG (config file), REGMIRROR_LISTEN (host:port), REGMIRROR_DATA (data
 directory), REGMIRROR_UPSTREAM (upstream URL), REGMIRROR_TAG_TTL, REGMIRROR_UPSTREAM_USERNAME,
 REGMIRROR_UPSTREAM_PASSWORD, REGMIRROR_LOG_LEVEL.
 `;
 
+/** Flags and the config keys they set; validated by the same schema as the file and the environment. */
+const FLAGS: Readonly<Record<string, (value: string) => Record<string, unknown>>> = {
+  '--listen': (value) => ({ listen: value }),
+  '--data-dir': (value) => ({ dataDir: value }),
+  '--upstream': (value) => ({ upstream: { url: value } }),
+  '--log-level': (value) => ({ log: { level: value } }),
+};
+
 export async function serve(ctx: CommandContext): Promise<void> {
-  if (ctx.args.length > 0) throw new UsageError(`serve: unexpected argument ${JSON.stringify(ctx.args[0])}`, SERVE_HELP);
-  const config = await loadConfig({ file: ctx.configFile, env: ctx.env });
+  const overrides: Record<string, unknown>[] = [];
+  for (let i = 0; i < ctx.args.length; i += 2) {
+    const [flag = '', value] = [ctx.args[i], ctx.args[i + 1]];
+    const toConfig = FLAGS[flag];
+    if (!toConfig || value === undefined) throw new UsageError(`serve: unexpected argument ${JSON.stringify(flag)}`, SERVE_HELP);
+    overrides.push(toConfig(value));
+  }
+  const config = await loadConfig({ file: ctx.configFile, env: ctx.env, overrides: Object.assign({}, ...overrides) as Record<string, unknown> });
   const log = pino({ level: config.log.level, base: { service: 'regmirror' } });
   const mirror = await createMirror(config, log);
   const address = await mirror.listen();

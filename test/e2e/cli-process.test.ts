@@ -38,15 +38,19 @@ describe('regmirror serve with a bad config', () => {
     expect(stderr).toContain(key);
     expect(stderr).not.toMatch(/\n\s+at /);
   });
+
+  it('names the key of a bad command-line flag in one line too', async () => {
+    const { code, stderr } = await start(['serve', '--listen', 'nowhere', '--data-dir', join(dir, 'data')]);
+    expect(code).toBe(1);
+    expect(stderr.trim()).toMatch(/^config: listen: expected host:port/);
+  });
 });
 
 describe('regmirror serve', () => {
-  it('serves /v2/ and exits 0 on SIGTERM', async () => {
+  it('serves /v2/ where its flags say, and exits 0 on SIGTERM', async () => {
     const port = await freePort();
-    const child = spawn('node', ['dist/src/main.js', 'serve'], {
-      env: { ...process.env, REGMIRROR_LISTEN: `127.0.0.1:${port}`, REGMIRROR_DATA: join(dir, 'serve'), REGMIRROR_LOG_LEVEL: 'warn' },
-      stdio: 'ignore',
-    });
+    const args = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'serve'), '--log-level', 'warn'];
+    const child = spawn('node', ['dist/src/main.js', ...args], { stdio: 'ignore' });
     try {
       let status = 0;
       for (let i = 0; i < 50 && status !== 200; i++) {
