@@ -24,3 +24,13 @@ describe('config/default.yaml', () => {
     expect(keyPaths(written).sort()).toEqual([...new Set(expected)].sort());
   });
 });
+
+describe('README', () => {
+  it('names every config key in its table', async () => {
+    const readme = await readFile('README.md', 'utf8');
+    const builtIn = await loadConfig({});
+    const keys = new Set(keyPaths(builtIn).map((p) => p.replace(/^listen\..*/, 'listen')));
+    for (const optional of ['upstream.credentials', 'tls']) keys.add(optional);
+    for (const key of keys) expect(readme, key).toContain(`| \`${key}\` |`);
+  });
+});
