@@ -1,5 +1,5 @@
 // Wires one mirror together from a Config: index, store, upstream, caches, routes, server. No logic of its own;
-// main.ts runs it as a process, tests run it in-process.
+// `regmirror serve` runs it as a process, tests run it in-process.
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -31,6 +31,8 @@ export interface Mirror {
 }
 
 export async function createMirror(config: Config, log: Logger): Promise<Mirror> {
+  // Unreadable TLS files fail the start before anything touches the data directory.
+  const tls = config.tls && { cert: await readFile(config.tls.cert), key: await readFile(config.tls.key) };
   const metrics = new Metrics(new Registry());
   const store = new DiskBlobStore(config.dataDir);
   const { removedTempFiles } = await store.init();
@@ -60,7 +62,6 @@ export async function createMirror(config: Config, log: Logger): Promise<Mirror>
     log: log.child({ module: 'manifests' }),
     memoryBytes: config.cache.manifestMemoryBytes,
   });
-  const tls = config.tls && { cert: await readFile(config.tls.cert), key: await readFile(config.tls.key) };
   const server = new RegistryServer({
     handler: createRoutes({
       readiness: async () => {
