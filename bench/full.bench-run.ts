@@ -1,0 +1,187 @@
+// Issue 5, first cut: regmirror vs distribution 2.8 (proxy mode) vs nginx (static files) in one run.
+// Cold scenarios go through the Hub-like front (100 MB/s per stream, +20 ms per request); warm scenarios read
+// each target's own copy. Every figure is the median of BENCH_RUNS runs. Output: table on stdout,
+// bench/results.json, bench/RESULTS.md. BENCH_SMOKE=1: one run, one 1 MiB layer, 1 s loads, no 1 GiB blob.
+import { test } from 'vitest';
+import { Agent } from 'undici';
+import { pull } from '../test/fixtures/puller.js';
+import { FRONT, REPO, TAG, startUpstream, type Upstream } from './lib/fixture.js';
+import { load, loadBodies, median, sampled, streamOnce, timed } from './lib/measure.js';
+import { buildReport, table, writeReport, type Row } from './lib/report.js';
+import { startDistributionProxy, startNginx, startRegmirror, type Target, type TargetName } from './lib/targets.js';
+
+const SMOKE = process.env.BENCH_SMOKE === '1';
+const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? (SMOKE ? 1 : 3)));
+/** BENCH_AUTH=1: the front speaks Docker Hub's token protocol (distribution then caches the challenge). */
+const AUTH = process.env.BENCH_AUTH === '1';
+const BIG = process.env.BENCH_BIG === undefined ? !SMOKE : process.env.BENCH_BIG === '1';
+const LOAD = SMOKE ? { connections: 10, durationSec: 1 } : { connections: 100, durationSec: 10 };
+const CONCURRENCY = [8, 32] as const;
+const WARM_CLIENTS = 32;
+const BIG_TIMEOUT_MS = 120_000;
+const MANIFEST_ACCEPT = 'application/vnd.docker.distribution.manifest.v2+json';
+const TARGETS: readonly TargetName[] = ['regmirror', 'distribution', 'nginx'];
+const MB = 1e6;
+const GB = 1e9;
+
+type Figures = Record<string, number>;
+
+/** `clients` docker-like pulls at once, each on its own connection pool; resolves with the wall time. */
+async function pullMany(url: string, clients: number): Promise<number> {
+  const agents = Array.from({ length: clients }, () => new Agent());
+  try {
+    const { ms } = await timed(() => Promise.all(agents.map((dispatcher) => pull(url, REPO, TAG, { dispatcher }))));
+    return ms;
+  } finally {
+    await Promise.all(agents.map((a) => a.close()));
+  }
+}
+
+async function frontBlobBytes(up: Upstream): Promise<number> {
+  await up.front.idle(30_000);
+  return up.front.requests.filter((r) => r.kind === 'blob' || r.kind === 'cdn').reduce((sum, r) => sum + r.bytes, 0);
+}
+
+function starter(name: TargetName, up: Upstream): () => Promise<Target> {
+  if (name === 'regmirror') return () => startRegmirror(up.front.url);
+  if (name === 'distribution') return () => startDistributionProxy(up.front.url);
+  const extraBlobs = up.bigBlob ? [[up.bigBlob.digest, up.bigBlob.bytes] as const] : [];
+  return () => startNginx({ repo: REPO, tag: TAG, image: up.image, extraBlobs });
+}
+
+/** Scenarios 1–2: each on a freshly started (empty) mirror. Leaves the last one running, filled, for 3–6. */
+async function coldScenarios(start: () => Promise<Target>, up: Upstream, f: Figures): Promise<Target> {
+  let target = await start();
+  up.resetFront();
+  f.coldPullMs = (await timed(() => pull(target.url, REPO, TAG))).ms;
+  f.cold1FrontRatio = (await frontBlobBytes(up)) / up.imageBlobBytes;
+  for (const n of CONCURRENCY) {
+    await target.stop();
+    target = await start();
+    up.resetFront();
+    f[`cold${n}Ms`] = await pullMany(target.url, n);
+    f[`cold${n}FrontRatio`] = (await frontBlobBytes(up)) / up.imageBlobBytes;
+  }
+  return target;
+}
+
+/** The same warm-up for every target: one pull, one small-blob GET, one big-blob GET with the cap lifted. */
+async function warmUp(target: Target, up: Upstream): Promise<void> {
+  await pullMany(target.url, 1);
+  await streamOnce(`${target.url}/v2/${REPO}/blobs/${up.smallBlob.digest}`, 30_000);
+  if (up.bigBlob) {
+    up.front.setBandwidth(undefined);
+    await streamOnce(`${target.url}/v2/${REPO}/blobs/${up.bigBlob.digest}`, BIG_TIMEOUT_MS);
+    up.resetFront();
+  }
+  await up.front.idle(30_000);
+}
+
+/** Scenarios 3–6 on a filled target. */
+async function warmScenarios(target: Target, up: Upstream, f: Figures): Promise<void> {
+  const warm = await sampled(target.pid, () => pullMany(target.url, WARM_CLIENTS));
+  const warmBytes = WARM_CLIENTS * up.imageBlobBytes;
+  f.warmPullMBps = warmBytes / MB / (warm.value / 1000);
+  f.warmPeakRssMiB = warm.usage.peakRssBytes / 2 ** 20;
+  f.warmCpuPerGB = warm.usage.cpuSeconds / (warmBytes / GB);
+
+  up.resetFront();
+  const manifest = await load(`${target.url}/v2/${REPO}/manifests/${TAG}`, { ...LOAD, headers: { accept: MANIFEST_ACCEPT } });
+  await up.front.idle(30_000);
+  f.manifestFrontPer1k = (up.front.requests.length / Math.max(1, manifest.total)) * 1000;
+  f.manifestRps = manifest.reqPerSec;
+  f.manifestP99 = manifest.p99Ms;
+  f.manifestErrors = manifest.errors;
+
+  const blobs = await sampled(target.pid, async () => {
+    const small = await loadBodies(`${target.url}/v2/${REPO}/blobs/${up.smallBlob.digest}`, LOAD);
+    const big = up.bigBlob ? await streamOnce(`${target.url}/v2/${REPO}/blobs/${up.bigBlob.digest}`, BIG_TIMEOUT_MS) : undefined;
+    return { small, big };
+  });
+  f.blobRps = blobs.value.small.reqPerSec;
+  f.blobP99 = blobs.value.small.p99Ms;
+  f.blobErrors = blobs.value.small.errors;
+  if (blobs.value.big) f.bigMBps = blobs.value.big.bytes / MB / (blobs.value.big.ms / 1000);
+  const blobBytes = blobs.value.small.bytes + (blobs.value.big?.bytes ?? 0);
+  f.blobPeakRssMiB = blobs.usage.peakRssBytes / 2 ** 20;
+  f.blobCpuPerGB = blobs.usage.cpuSeconds / (blobBytes / GB);
+}
+
+async function runTarget(name: TargetName, up: Upstream): Promise<Figures> {
+  const f: Figures = {};
+  const start = starter(name, up);
+  // nginx serves local files: it has no cold path, only the warm scenarios.
+  const target = name === 'nginx' ? await start() : await coldScenarios(start, up, f);
+  try {
+    await warmUp(target, up);
+    await warmScenarios(target, up, f);
+  } finally {
+    await target.stop();
+  }
+  return f;
+}
+
+const ROWS: ReadonlyArray<Omit<Row, 'values'> & { key: string }> = [
+  { key: 'coldPullMs', metric: '1. cold pull, 1 client', unit: 'ms', better: 'lower' },
+  { key: 'coldVsDirect', metric: '1. cold pull ÷ direct pull from front', unit: 'x', better: 'lower', note: 'ideal 1.0' },
+  { key: 'cold1FrontRatio', metric: '1. front blob bytes ÷ image, 1 client', unit: 'x', better: 'lower', note: 'ideal 1.0' },
+  { key: 'cold8Ms', metric: '2. cold pull, 8 clients', unit: 'ms', better: 'lower' },
+  { key: 'cold8FrontRatio', metric: '2. front blob bytes ÷ image, 8 clients', unit: 'x', better: 'lower', note: 'ideal 1.0 (one upstream download per blob)' },
+  { key: 'cold32Ms', metric: '2. cold pull, 32 clients', unit: 'ms', better: 'lower' },
+  { key: 'cold32FrontRatio', metric: '2. front blob bytes ÷ image, 32 clients', unit: 'x', better: 'lower' },
+  { key: 'warmPullMBps', metric: '3. warm pull, 32 clients, aggregate', unit: 'MB/s', better: 'higher' },
+  { key: 'manifestRps', metric: '4. warm manifest by tag', unit: 'req/s', better: 'higher' },
+  { key: 'manifestP99', metric: '4. warm manifest by tag p99', unit: 'ms', better: 'lower' },
+  { key: 'manifestFrontPer1k', metric: '4. front requests per 1000 manifest GETs', unit: 'count', better: 'lower', note: 'upstream round trips while the tag is fresh (TTL 1h for regmirror)' },
+  { key: 'blobRps', metric: '5. warm 1 MiB blob GET', unit: 'req/s', better: 'higher', note: 'undici load loop (autocannon tops out near 70 MB/s)' },
+  { key: 'blobP99', metric: '5. warm 1 MiB blob GET p99', unit: 'ms', better: 'lower' },
+  { key: 'bigMBps', metric: '5. 1 GiB blob, one stream', unit: 'MB/s', better: 'higher' },
+  { key: 'warmPeakRssMiB', metric: '6. peak RSS during 3', unit: 'MiB', better: 'lower' },
+  { key: 'warmCpuPerGB', metric: '6. CPU per GB served during 3', unit: 's/GB', better: 'lower' },
+  { key: 'blobPeakRssMiB', metric: '6. peak RSS during 5', unit: 'MiB', better: 'lower' },
+  { key: 'blobCpuPerGB', metric: '6. CPU per GB served during 5', unit: 's/GB', better: 'lower' },
+  { key: 'manifestErrors', metric: 'errors/non-2xx during 4', unit: 'count', better: 'lower' },
+  { key: 'blobErrors', metric: 'errors/non-2xx during 5', unit: 'count', better: 'lower' },
+];
+
+test('regmirror vs distribution vs nginx', async () => {
+  const up = await startUpstream({ smoke: SMOKE, big: BIG, auth: AUTH });
+  const perRun: Record<TargetName, Figures[]> = { regmirror: [], distribution: [], nginx: [] };
+  const direct: number[] = [];
+  try {
+    for (let run = 0; run < RUNS; run += 1) {
+      up.resetFront();
+      direct.push(await pullMany(up.directFront.url, 1));
+      for (const name of TARGETS) {
+        const f = await runTarget(name, up);
+        if (f.coldPullMs !== undefined) f.coldVsDirect = f.coldPullMs / (direct[run] as number);
+        perRun[name].push(f);
+        console.log(`run ${run + 1}/${RUNS} ${name}: ${JSON.stringify(f, (_, v: unknown) => (typeof v === 'number' ? Math.round(v * 100) / 100 : v))}`);
+      }
+    }
+  } finally {
+    await up.close();
+  }
+  const rows: Row[] = ROWS.map(({ key, ...row }) => ({
+    ...row,
+    values: Object.fromEntries(
+      TARGETS.map((name) => [name, median(perRun[name].map((f) => f[key] ?? Number.NaN))]).filter(([, v]) => Number.isFinite(v)),
+    ) as Row['values'],
+  }));
+  const report = buildReport(rows, {
+    smoke: SMOKE,
+    runs: RUNS,
+    bigBlob: BIG,
+    frontAuth: AUTH,
+    imageBlobBytes: up.imageBlobBytes,
+    layers: up.image.blobs.size - 1,
+    front: FRONT,
+    frontBandwidthIs: 'per stream (each response throttled on its own)',
+    load: LOAD,
+    loadTools: { manifest: 'autocannon', blob: 'undici loop (bench/lib/measure.ts loadBodies)' },
+    directPullMsMedian: median(direct),
+    nginx: 'one process (master_process off), sendfile; no cold path, so cold rows are empty',
+  });
+  console.log(`\n${table(report)}\n`);
+  await writeReport(report, new URL('./', import.meta.url), AUTH ? '-auth' : '');
+});

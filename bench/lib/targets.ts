@@ -1,0 +1,167 @@
+// Owns: the three servers under comparison, each its own process on a free loopback port with a fresh
+// directory: regmirror (dist/src/main.js), distribution 2.8 in proxy mode (docker-registry), nginx serving the
+// image's bytes as static files. start → ready wait (bounded) → stop (SIGTERM, then SIGKILL, by PID only).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from '../../test/fixtures/registry.js';
+import type { BuiltImage } from '../../test/fixtures/images.js';
+
+export type TargetName = 'regmirror' | 'distribution' | 'nginx';
+
+export interface Target {
+  name: TargetName;
+  url: string;
+  /** The one process serving requests (nginx runs with master_process off, so one process as well). */
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** Blobs and manifests nginx serves: by tag and by digest, under the repository name. */
+export interface StaticImage {
+  repo: string;
+  tag: string;
+  image: BuiltImage;
+  /** Extra blobs (the 1 MiB and 1 GiB ones) as [digest, bytes]. */
+  extraBlobs: ReadonlyArray<readonly [string, Buffer]>;
+}
+
+const READY_TIMEOUT_MS = 20_000;
+const STOP_GRACE_MS = 5_000;
+const STDERR_CAP = 16 * 1024;
+const ROOT = new URL('../..', import.meta.url).pathname;
+
+async function waitExit(child: ChildProcess, exited: Promise<void>, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return true;
+  const timer = new AbortController();
+  try {
+    return await Promise.race([exited.then(() => true), sleep(ms, false, { signal: timer.signal })]);
+  } finally {
+    timer.abort();
+  }
+}
+
+async function launch(name: TargetName, command: string, args: string[], env: NodeJS.ProcessEnv, port: number, dir: string): Promise<Target> {
+  const child = spawn(command, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (s: string) => (stderr = (stderr + s).slice(-STDERR_CAP)));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.once('error', (err) => (stderr += `\nspawn error: ${err.message}`));
+  const killOnExit = (): void => void child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  const stop = async (): Promise<void> => {
+    process.removeListener('exit', killOnExit);
+    child.kill('SIGTERM');
+    if (!(await waitExit(child, exited, STOP_GRACE_MS))) {
+      child.kill('SIGKILL');
+      await waitExit(child, exited, STOP_GRACE_MS);
+    }
+    await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+  };
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    if (child.exitCode !== null || child.pid === undefined) {
+      await stop();
+      throw new Error(`${name} exited during startup: ${stderr}`);
+    }
+    try {
+      const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1_000) });
+      await res.body?.cancel();
+      break; // any HTTP answer means it listens (nginx has no /v2/ route)
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`${name} not ready after ${READY_TIMEOUT_MS} ms: ${stderr}`);
+    }
+    await sleep(50);
+  }
+  return { name, url, pid: child.pid, stop };
+}
+
+export async function startRegmirror(upstream: string): Promise<Target> {
+  const dir = await mkdtemp(join(tmpdir(), 'bench-regmirror-'));
+  const port = await freePort();
+  // BENCH_PROF=1: a V8 CPU profile per regmirror process in bench/profiles/ (written when it exits on SIGTERM).
+  const prof = process.env.BENCH_PROF === '1' ? ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'bench/profiles')] : [];
+  const args = [...prof, join(ROOT, 'dist/src/main.js'), 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dir, '--upstream', upstream, '--log-level', 'warn'];
+  const env = { ...process.env, REGMIRROR_TAG_TTL: '1h' };
+  return launch('regmirror', process.execPath, args, env, port, dir);
+}
+
+export async function startDistributionProxy(upstream: string): Promise<Target> {
+  const dir = await mkdtemp(join(tmpdir(), 'bench-distribution-'));
+  await mkdir(join(dir, 'storage'));
+  const port = await freePort();
+  const config = {
+    version: 0.1,
+    log: { level: 'warn', accesslog: { disabled: true } },
+    storage: { filesystem: { rootdirectory: join(dir, 'storage') }, cache: { blobdescriptor: 'inmemory' } },
+    http: { addr: `127.0.0.1:${port}` },
+    proxy: { remoteurl: upstream },
+  };
+  const configPath = join(dir, 'config.yml');
+  await writeFile(configPath, JSON.stringify(config, null, 2)); // JSON is YAML
+  // REGISTRY_* variables override config keys in distribution; drop any inherited ones.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_')));
+  return launch('distribution', '/usr/bin/docker-registry', ['serve', configPath], env, port, dir);
+}
+
+/** Writes ROOT/v2/<repo>/{manifests,blobs}/… and an nginx.conf that serves them; one process (master_process off). */
+export async function startNginx(content: StaticImage): Promise<Target> {
+  const dir = await mkdtemp(join(tmpdir(), 'bench-nginx-'));
+  const port = await freePort();
+  const base = join(dir, 'root/v2', content.repo);
+  await mkdir(join(base, 'manifests'), { recursive: true });
+  await mkdir(join(base, 'blobs'), { recursive: true });
+  const manifests = [content.image.top, ...content.image.children];
+  const exact: string[] = [];
+  for (const m of manifests) {
+    const refs = m === content.image.top ? [m.digest, content.tag] : [m.digest];
+    for (const ref of refs) {
+      await writeFile(join(base, 'manifests', ref), m.bytes);
+      // One exact location per manifest: the header pull() checks, the media type the manifest declares.
+      exact.push(`    location = /v2/${content.repo}/manifests/${ref} {
+      default_type ${m.mediaType};
+      add_header Docker-Content-Digest ${m.digest};
+    }`);
+    }
+  }
+  for (const blob of content.image.blobs.values()) await writeFile(join(base, 'blobs', blob.digest), blob.bytes);
+  for (const [digest, bytes] of content.extraBlobs) await writeFile(join(base, 'blobs', digest), bytes);
+  for (const d of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) await mkdir(join(dir, 'tmp', d), { recursive: true });
+  const conf = `
+master_process off;
+daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 65;
+  keepalive_requests 1000000;
+  client_body_temp_path ${dir}/tmp/client_body;
+  proxy_temp_path ${dir}/tmp/proxy;
+  fastcgi_temp_path ${dir}/tmp/fastcgi;
+  uwsgi_temp_path ${dir}/tmp/uwsgi;
+  scgi_temp_path ${dir}/tmp/scgi;
+  server {
+    listen 127.0.0.1:${port};
+    root ${dir}/root;
+${exact.join('\n')}
+    location ~ /blobs/ { default_type application/octet-stream; }
+  }
+}
+`;
+  const confPath = join(dir, 'nginx.conf');
+  await writeFile(confPath, conf);
+  return launch('nginx', '/usr/sbin/nginx', ['-e', join(dir, 'error.log'), '-p', dir, '-c', confPath], process.env, port, dir);
+}
