@@ -44,6 +44,13 @@ export interface OpenBlob {
   close(): Promise<void>;
 }
 
+/** The whole of a small stored blob (a manifest) in memory. */
+export async function readWhole(blob: OpenBlob): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of blob.read() as AsyncIterable<Buffer>) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
 export interface BlobStore {
   stat(digest: Digest): Promise<BlobInfo | undefined>;
   /** Undefined when the blob is not stored. Async so that a missing file is known before any header is sent. */

@@ -15,7 +15,7 @@ import type { AcceptClass } from '../registry/media-types.js';
 import type { Digest, Repository, Tag } from '../registry/reference.js';
 import { UpstreamError } from '../upstream/errors.js';
 import type { FetchedManifest, ManifestHead, Upstream } from '../upstream/upstream.js';
-import type { BlobStore } from './blob-store.js';
+import { readWhole, type BlobStore } from './blob-store.js';
 import { SingleFlight } from './single-flight.js';
 import { tagTtlPolicy, type TagTtl } from './tag-policy.js';
 
@@ -201,9 +201,7 @@ export class ManifestCache {
       await this.deps.index.delete(digest);
       return undefined;
     }
-    const chunks: Buffer[] = [];
-    for await (const chunk of opened.read() as AsyncIterable<Buffer>) chunks.push(chunk);
-    const bytes = Buffer.concat(chunks);
+    const bytes = await readWhole(opened);
     this.bodies.set(digest, { mediaType: record.mediaType, bytes });
     return { digest, mediaType: record.mediaType, size: bytes.length, bytes, source: 'hit' };
   }

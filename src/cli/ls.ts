@@ -1,5 +1,5 @@
 // `regmirror ls`: the cached repositories and tags, read from the index of a stopped mirror.
-import { DiskBlobStore } from '../cache/blob-store.js';
+import { DiskBlobStore, readWhole } from '../cache/blob-store.js';
 import { BlobIndex } from '../index/blob-index.js';
 import { openIndex } from '../index/db.js';
 import { LevelTagIndex, type TagEntry } from '../index/tag-index.js';
@@ -61,9 +61,7 @@ async function imageSize(entry: TagEntry, blobs: BlobIndex, store: DiskBlobStore
     if (!record.manifest || depth > 1) return;
     const opened = await store.open(digest);
     if (!opened) return;
-    const chunks: Buffer[] = [];
-    for await (const chunk of opened.read() as AsyncIterable<Buffer>) chunks.push(chunk);
-    const manifest = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+    const manifest = JSON.parse((await readWhole(opened)).toString('utf8')) as {
       manifests?: Array<{ digest: Digest }>;
       config?: { digest: Digest };
       layers?: Array<{ digest: Digest }>;

@@ -85,10 +85,10 @@ async function serveManifest(deps: RouteDeps, ctx: RequestContext, repo: Reposit
       : await deps.manifests.byTag(repo, parsed.tag, accept, withBody);
   ctx.cache = manifest.source;
   deps.metrics.cacheRequests.inc({ kind: 'manifest', result: manifest.source === 'stale' ? 'hit' : manifest.source });
-  await sendManifest(ctx, manifest);
+  sendManifest(ctx, manifest);
 }
 
-async function sendManifest(ctx: RequestContext, manifest: ManifestAnswer) {
+function sendManifest(ctx: RequestContext, manifest: ManifestAnswer): void {
   ctx.res.writeHead(200, {
     ...API_VERSION,
     'content-type': manifest.mediaType,
@@ -103,7 +103,6 @@ async function sendManifest(ctx: RequestContext, manifest: ManifestAnswer) {
   } else {
     ctx.res.end();
   }
-  return Promise.resolve();
 }
 
 async function serveBlob(deps: RouteDeps, ctx: RequestContext, repo: Repository, reference: string) {
