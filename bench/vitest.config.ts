@@ -1,4 +1,4 @@
-// The full comparison run (npm run bench:full): regmirror vs distribution's proxy vs nginx, one long "test".
+// The full comparison run (npm run bench): regmirror vs distribution's proxy vs nginx, one long "test".
 // No globalSetup: the run starts its own registry, front and targets.
 import { defineConfig } from 'vitest/config';
 

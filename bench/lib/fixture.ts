@@ -8,6 +8,8 @@ import { startRegistry, type RegistryProcess } from '../../test/fixtures/registr
 
 export const REPO = 'library/bench';
 export const TAG = '1';
+/** A small image every freshly started target pulls first: the cold scenarios time a cold cache, not a cold process. */
+export const WARMUP_REPO = 'library/warmup';
 const MiB = 2 ** 20;
 const FRONT_BANDWIDTH = 100e6;
 const FRONT_LATENCY_MS = 20;
@@ -49,6 +51,8 @@ export async function startUpstream(o: { smoke: boolean; big: boolean; auth: boo
   const layers = await Promise.all(sizes.map((sizeBytes, i) => buildLayer({ sizeBytes, seed: `bench-${i}`, randomFraction: 0.95 })));
   const image = buildSchema2Image({ os: 'linux', architecture: 'amd64', layers });
   await pushImage(registry.url, REPO, TAG, image);
+  const warmupLayer = await buildLayer({ sizeBytes: 256 * 1024, seed: 'bench-warmup', randomFraction: 0.95 });
+  await pushImage(registry.url, WARMUP_REPO, TAG, buildSchema2Image({ os: 'linux', architecture: 'amd64', layers: [warmupLayer] }));
   const small = layers[layers.length - 1];
   if (small === undefined) throw new Error('no layers');
   let bigBlob: Upstream['bigBlob'];

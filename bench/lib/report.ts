@@ -12,6 +12,16 @@ export interface Row {
   better: 'lower' | 'higher';
   values: Partial<Record<TargetName, number>>;
   note?: string;
+  /** The issue's goal for this row, on regmirror's own figure or on one of its ratios. */
+  goal?: Goal;
+}
+
+export interface Goal {
+  of: 'regmirror' | 'rm/dist' | 'rm/nginx';
+  min?: number;
+  max?: number;
+  /** A second condition that must hold as well (manifests: ≥ 10× distribution and ≥ 0.25× nginx). */
+  also?: Goal;
 }
 
 export interface Report {
@@ -19,7 +29,26 @@ export interface Report {
   command: string;
   timestamp: string;
   settings: Record<string, unknown>;
-  rows: Array<Row & { ratioVsDistribution: number | null; ratioVsNginx: number | null }>;
+  rows: Array<Row & { ratioVsDistribution: number | null; ratioVsNginx: number | null; goalMet?: boolean }>;
+}
+
+type ReportRow = Report['rows'][number];
+
+function goalValue(r: ReportRow, goal: Goal): number | null | undefined {
+  if (goal.of === 'rm/dist') return r.ratioVsDistribution;
+  if (goal.of === 'rm/nginx') return r.ratioVsNginx;
+  return r.values.regmirror;
+}
+
+function goalHolds(r: ReportRow, goal: Goal): boolean {
+  const v = goalValue(r, goal);
+  if (v === null || v === undefined || !Number.isFinite(v)) return false;
+  return (goal.min === undefined || v >= goal.min) && (goal.max === undefined || v <= goal.max) && (!goal.also || goalHolds(r, goal.also));
+}
+
+function goalText(goal: Goal): string {
+  const bound = goal.min !== undefined ? `≥ ${fmt(goal.min)}` : `≤ ${fmt(goal.max)}`;
+  return `${goal.of} ${bound}${goal.also ? `, ${goalText(goal.also)}` : ''}`;
 }
 
 function versionOf(command: string, args: string[]): string {
@@ -54,20 +83,23 @@ export function buildReport(rows: readonly Row[], settings: Record<string, unkno
     command: `${['BENCH_SMOKE', 'BENCH_RUNS', 'BENCH_BIG', 'BENCH_AUTH', 'BENCH_PROF']
       .filter((k) => process.env[k] !== undefined)
       .map((k) => `${k}=${process.env[k] ?? ''} `)
-      .join('')}npm run bench:full`,
+      .join('')}npm run bench`,
     timestamp: new Date().toISOString(),
     settings,
-    rows: rows.map((r) => ({
-      ...r,
-      ratioVsDistribution: ratio(r.values.regmirror, r.values.distribution),
-      ratioVsNginx: ratio(r.values.regmirror, r.values.nginx),
-    })),
+    rows: rows.map((r) => {
+      const row: ReportRow = {
+        ...r,
+        ratioVsDistribution: ratio(r.values.regmirror, r.values.distribution),
+        ratioVsNginx: ratio(r.values.regmirror, r.values.nginx),
+      };
+      return r.goal ? { ...row, goalMet: goalHolds(row, r.goal) } : row;
+    }),
   };
 }
 
-const HEADER = ['metric', 'unit', 'better', 'regmirror', 'distribution', 'nginx', 'rm/dist', 'rm/nginx'];
+const HEADER = ['metric', 'unit', 'better', 'regmirror', 'distribution', 'nginx', 'rm/dist', 'rm/nginx', 'goal'];
 
-function cells(r: Report['rows'][number]): string[] {
+function cells(r: ReportRow): string[] {
   return [
     r.metric,
     r.unit,
@@ -77,13 +109,14 @@ function cells(r: Report['rows'][number]): string[] {
     fmt(r.values.nginx),
     fmt(r.ratioVsDistribution),
     fmt(r.ratioVsNginx),
+    r.goal ? `${goalText(r.goal)}: ${goalValue(r, r.goal) == null || !Number.isFinite(goalValue(r, r.goal)) ? 'no figure' : r.goalMet ? 'met' : 'SHORT'}` : '',
   ];
 }
 
 export function table(report: Report): string {
   const lines = [HEADER, ...report.rows.map(cells)];
   const widths = HEADER.map((_, i) => Math.max(...lines.map((l) => (l[i] ?? '').length)));
-  const pad = (l: string[]) => l.map((c, i) => (i < 3 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
+  const pad = (l: string[]) => l.map((c, i) => (i < 3 || i === 8 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
   return [pad(HEADER), widths.map((w) => '-'.repeat(w)).join('  '), ...lines.slice(1).map(pad)].join('\n');
 }
 
@@ -98,8 +131,10 @@ export function markdown(report: Report): string {
       '"rm/dist" and "rm/nginx" are regmirror ÷ distribution and regmirror ÷ nginx (see "better" for which way is good).',
     '',
     `| ${HEADER.join(' | ')} |`,
-    `|${HEADER.map((_, i) => (i < 3 ? '---' : '---:')).join('|')}|`,
+    `|${HEADER.map((_, i) => (i < 3 || i === 8 ? '---' : '---:')).join('|')}|`,
     ...rows,
+    '',
+    `Goals (issue 5): ${report.rows.filter((r) => r.goalMet).length} of ${report.rows.filter((r) => r.goal).length} met.`,
     '',
     ...(notes.length > 0 ? ['Notes:', '', ...notes, ''] : []),
     '## Machine',

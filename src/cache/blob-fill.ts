@@ -25,6 +25,8 @@ export class BlobFill {
   state: FillState = 'running';
   error: Error | undefined;
   written = 0;
+  /** Size and digest checked: every byte may go out, even before the file is durable and in place. */
+  private verified = false;
   /** The temp file being written; set before the fill is handed to any reader. */
   spoolPath = '';
   private wake!: () => void;
@@ -50,6 +52,13 @@ export class BlobFill {
 
   progress(written: number): void {
     this.written = written;
+    this.notify();
+  }
+
+  verify(size: number): void {
+    this.size = size;
+    this.written = size;
+    this.verified = true;
     this.notify();
   }
 
@@ -99,7 +108,7 @@ export class BlobFill {
         if (this.error) throw this.error;
         const end = range ? range.end + 1 : (this.size ?? Number.POSITIVE_INFINITY);
         if (position >= end) return;
-        const verified = this.isDone();
+        const verified = this.verified || this.isDone();
         const readable = Math.min(end, verified ? this.written : this.written - 1);
         if (position >= readable) {
           if (verified) return;
@@ -204,7 +213,10 @@ export class BlobFills {
     const fill = new BlobFill(digest, blob.size, mediaType, store);
     let writer: BlobWriter;
     try {
-      writer = await store.createWriter(digest, blob.size, { onProgress: (written) => fill.progress(written) });
+      writer = await store.createWriter(digest, blob.size, {
+        onProgress: (written) => fill.progress(written),
+        onVerified: (size) => fill.verify(size),
+      });
     } catch (err) {
       blob.body.destroy();
       throw err;

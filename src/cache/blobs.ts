@@ -18,6 +18,8 @@ export interface BlobHandle {
   readonly manifest: boolean;
   readonly source: BlobSource;
   read(range?: ByteRange): Readable;
+  /** Present for a verified local file: positional reads into buffers the caller reuses. */
+  readonly readAt?: (buffer: Buffer, length: number, position: number) => Promise<number>;
   release(): Promise<void>;
 }
 
@@ -50,6 +52,7 @@ export class BlobCache {
       manifest: record.manifest,
       source: 'hit',
       read: (range) => opened.read(range),
+      ...(opened.readAt ? { readAt: opened.readAt } : {}),
       release: () => opened.close(),
     };
   }

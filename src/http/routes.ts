@@ -18,6 +18,7 @@ import {
 import type { Upstream } from '../upstream/upstream.js';
 import { header, type RequestContext } from './context.js';
 import { contentRange, parseRange } from './range.js';
+import { sendFileRange } from './send-file.js';
 import type { Handler } from './server.js';
 
 export interface Readiness {
@@ -152,16 +153,28 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
   } else {
     ctx.res.writeHead(200, { ...headers, ...(length === undefined ? {} : { 'content-length': length }) });
   }
-  // Headers go out now, before the first body byte: containerd gives up after 30 s without them.
-  if ('flushHeaders' in ctx.res) ctx.res.flushHeaders();
-  const body = blob.read(range.kind === 'partial' ? range.range : undefined);
   let sent = 0;
-  body.on('data', (chunk: Buffer) => (sent += chunk.length));
-  try {
-    await pipeline(body, ctx.res);
-  } catch (err) {
-    // A client may hang up right after the last byte, before the response formally ends: that is a success.
-    if (length === undefined || sent < length) throw err;
+  if (blob.readAt) {
+    // A verified local file: pooled positional reads, no stream machinery (see send-file.ts).
+    const start = range.kind === 'partial' ? range.range.start : 0;
+    const end = range.kind === 'partial' ? range.range.end : (blob.size as number) - 1;
+    try {
+      sent = await sendFileRange(ctx.res, blob.readAt, start, end);
+      ctx.res.end();
+    } finally {
+      await blob.release();
+    }
+  } else {
+    // Headers go out now, before the first body byte: containerd gives up after 30 s without them.
+    if ('flushHeaders' in ctx.res) ctx.res.flushHeaders();
+    const body = blob.read(range.kind === 'partial' ? range.range : undefined);
+    body.on('data', (chunk: Buffer) => (sent += chunk.length));
+    try {
+      await pipeline(body, ctx.res);
+    } catch (err) {
+      // A client may hang up right after the last byte, before the response formally ends: that is a success.
+      if (length === undefined || sent < length) throw err;
+    }
   }
   ctx.bytes = sent;
   deps.metrics.servedBytes.inc({ source: blob.source === 'hit' ? 'cache' : 'upstream' }, sent);

@@ -100,10 +100,16 @@ export class RegistryServer {
     const started = process.hrtime.bigint();
     const rawUrl = req.url ?? '/';
     const queryAt = rawUrl.indexOf('?');
+    const reqId = ++this.nextRequestId;
+    const parentLog = this.options.log;
+    let log: Logger | undefined;
     const ctx: RequestContext = {
       req,
       res,
-      log: this.options.log.child({ reqId: ++this.nextRequestId }),
+      // Made on first use: a pino child serialises its bindings, and most requests log nothing below info.
+      get log() {
+        return (log ??= parentLog.child({ reqId }));
+      },
       method: req.method ?? 'GET',
       path: queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt),
       query: queryAt === -1 ? '' : rawUrl.slice(queryAt),
@@ -157,6 +163,7 @@ export class RegistryServer {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const status = ctx.res.statusCode;
     this.options.metrics.httpDuration.observe({ method: ctx.method, status: String(status) }, seconds);
+    if (!this.options.log.isLevelEnabled('info')) return;
     ctx.log.info(
       {
         method: ctx.method,

@@ -30,8 +30,21 @@ export interface AcceptClass {
   accepts(mediaType: string): boolean;
 }
 
+/** Clients send a handful of distinct Accept headers, each on every request: parse each once. */
+const PARSED_LIMIT = 256;
+const parsed = new Map<string, AcceptClass>();
+
 export function acceptClass(header: string | string[] | undefined): AcceptClass {
   const raw = Array.isArray(header) ? header.join(',') : header;
+  const known = parsed.get(raw ?? '');
+  if (known) return known;
+  const result = parseAccept(raw);
+  if (parsed.size >= PARSED_LIMIT) parsed.clear();
+  parsed.set(raw ?? '', result);
+  return result;
+}
+
+function parseAccept(raw: string | undefined): AcceptClass {
   const types = new Set((raw ?? '').split(',').map(acceptedType).filter((t) => t !== undefined));
   if (types.size === 0 && (raw ?? '').trim() === '') {
     return { key: '*', header: undefined, accepts: () => true };
