@@ -9,21 +9,26 @@ import { BlobFills } from './cache/blob-fill.js';
 import { DiskBlobStore } from './cache/blob-store.js';
 import { BlobCache } from './cache/blobs.js';
 import { ManifestCache } from './cache/manifests.js';
+import { Retention, type GcReport } from './cache/retention.js';
 import type { Config } from './config/schema.js';
 import { createRoutes } from './http/routes.js';
 import { RegistryServer } from './http/server.js';
 import { BlobIndex } from './index/blob-index.js';
 import { openIndex } from './index/db.js';
 import { LevelTagIndex } from './index/tag-index.js';
+import { PinIndex } from './index/pin-index.js';
 import { Metrics } from './metrics/metrics.js';
 import { RegistryClient } from './upstream/client.js';
 import { RateLimitTracker } from './upstream/rate-limit.js';
 
-const TAG_STATS_FLUSH_MS = 5000;
+const STATS_FLUSH_MS = 5000;
 
 export interface Mirror {
   readonly server: RegistryServer;
   readonly metrics: Metrics;
+  readonly retention: Retention;
+  /** One garbage collection now (the server also runs one every cache.gcInterval). */
+  gc(): Promise<GcReport>;
   /** Listens on config.listen; resolves with the bound address (port 0 picks a free one). */
   listen(): Promise<{ host: string; port: number }>;
   /** Graceful: stop accepting, finish responses (bounded), abort downloads, close upstream and index. */
@@ -40,17 +45,32 @@ export async function createMirror(config: Config, log: Logger): Promise<Mirror>
   const db = await openIndex(config.dataDir);
   const index = new BlobIndex(db, config.cache.metadataEntries);
   const tags = new LevelTagIndex(db, config.cache.metadataEntries);
+  const usage = await index.loadUsage();
+  metrics.setUsageSource(() => index.usage);
+  log.info({ storedBytes: usage.bytes, storedBlobs: usage.count }, 'index open');
   const rateLimit = new RateLimitTracker(config.rateLimit.reserve, metrics, log.child({ module: 'ratelimit' }));
   const upstream = new RegistryClient(config.upstream, metrics, rateLimit);
-  const fills = new BlobFills({
+  const retention = new Retention({
+    store,
+    index,
+    tags,
+    pins: new PinIndex(db),
+    upstreamName: config.upstream.name,
+    filling: (digest) => fills.isFilling(digest),
+    metrics,
+    log: log.child({ module: 'retention' }),
+    config: { ...config.cache, maxBytes: config.cache.maxBytes || undefined },
+  });
+  const fills: BlobFills = new BlobFills({
     store,
     index,
     upstream,
     metrics,
     log: log.child({ module: 'fill' }),
     fillTimeoutMs: config.upstream.fillTimeout,
+    retention,
   });
-  const blobs = new BlobCache(store, index, fills, upstream);
+  const blobs = new BlobCache(store, index, fills, upstream, retention);
   const manifests = new ManifestCache({
     store,
     index,
@@ -83,20 +103,35 @@ export async function createMirror(config: Config, log: Logger): Promise<Mirror>
     metrics,
     tls,
   });
-  // Pull counts per tag reach the index in batches, not one write per hit.
-  const flushTimer = setInterval(() => {
-    tags.flush().catch((err: unknown) => log.warn({ err }, 'tag statistics not saved'));
-  }, TAG_STATS_FLUSH_MS);
+  // Pull counts per tag and last-access times reach the index in batches, not one write per hit.
+  const flush = async (): Promise<void> => {
+    await tags.flush().catch((err: unknown) => log.warn({ err }, 'tag statistics not saved'));
+    await index.flush().catch((err: unknown) => log.warn({ err }, 'access times not saved'));
+  };
+  const flushTimer = setInterval(() => void flush(), STATS_FLUSH_MS);
   flushTimer.unref();
+  // A quota lowered since the last run is enforced at start, not at the first download.
+  retention.evictToLowMark().catch((err: unknown) => log.warn({ err }, 'eviction failed'));
+  const gc = async (): Promise<GcReport> => {
+    await flush();
+    const report = await retention.gc({ dryRun: false });
+    log.info({ removed: report.removed.length, bytes: report.bytes, reachable: report.reachable }, 'garbage collection');
+    return report;
+  };
+  const gcTimer = config.cache.gcInterval > 0 ? setInterval(() => void gc().catch((err: unknown) => log.warn({ err }, 'garbage collection failed')), config.cache.gcInterval) : undefined;
+  gcTimer?.unref();
   return {
     server,
     metrics,
     listen: () => server.listen(config.listen.host, config.listen.port),
+    retention,
+    gc,
     async close() {
       clearInterval(flushTimer);
+      if (gcTimer) clearInterval(gcTimer);
       await server.close(config.shutdownTimeout);
       await fills.abortAll();
-      await tags.flush();
+      await flush();
       await upstream.close();
       await db.close();
     },

@@ -3,12 +3,19 @@
 import { ConfigError } from './config/load.js';
 import { CERT_HELP, cert } from './cli/cert.js';
 import { UsageError, type CommandContext } from './cli/command.js';
+import { FSCK_HELP, fsck } from './cli/fsck.js';
+import { GC_HELP, gc } from './cli/gc.js';
 import { LS_HELP, ls } from './cli/ls.js';
+import { PIN_HELP, pin, unpin } from './cli/pin.js';
 import { SERVE_HELP, serve } from './cli/serve.js';
 
 const COMMANDS = {
   serve: { run: serve, help: SERVE_HELP, summary: 'run the mirror (the default)' },
   ls: { run: ls, help: LS_HELP, summary: 'list cached repositories and tags' },
+  gc: { run: gc, help: GC_HELP, summary: 'remove content no tag or pin reaches (mirror stopped)' },
+  pin: { run: pin, help: PIN_HELP, summary: 'keep an image whatever the quota; list pins' },
+  unpin: { run: unpin, help: PIN_HELP, summary: 'stop keeping an image' },
+  fsck: { run: fsck, help: FSCK_HELP, summary: 'check the store; rebuild a lost index' },
   cert: { run: cert, help: CERT_HELP, summary: 'make a self-signed TLS certificate' },
 } as const;
 

@@ -2,6 +2,8 @@
 // Type-only import: brings 'vitest' into the program so the augmentation below resolves; erased at runtime,
 // because globalSetup runs in the main process where the test runtime is not available.
 import type {} from 'vitest';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
 import { startRegistry } from './fixtures/registry.js';
 import { pushTestImages, type TestImages } from './fixtures/test-images.js';
@@ -14,6 +16,8 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // Tests that run regmirror as a process (kill -9, CLI exit codes) use dist/: built once, here.
+  await promisify(execFile)('npx', ['tsc', '-p', 'tsconfig.build.json'], { timeout: 180_000 });
   const registry = await startRegistry();
   try {
     const images = await pushTestImages(registry.url);

@@ -90,7 +90,8 @@ export async function startRegmirror(upstream: string): Promise<Target> {
   // BENCH_PROF=1: a V8 CPU profile per regmirror process in bench/profiles/ (written when it exits on SIGTERM).
   const prof = process.env.BENCH_PROF === '1' ? ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'bench/profiles')] : [];
   const args = [...prof, join(ROOT, 'dist/src/main.js'), 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dir, '--upstream', upstream, '--log-level', 'warn'];
-  const env = { ...process.env, REGMIRROR_TAG_TTL: '1h' };
+  // The allocator settings the Dockerfile ships with (see there): regmirror as it is deployed.
+  const env = { ...process.env, REGMIRROR_TAG_TTL: '1h', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_ARENA_MAX: '2' };
   return launch('regmirror', process.execPath, args, env, port, dir);
 }
 

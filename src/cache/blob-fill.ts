@@ -1,17 +1,19 @@
 // One upstream download per digest. The download (the "fill") writes a temp file and belongs to no client;
 // every client, the first included, reads that file up to what is on disk, so a slow or vanished client
 // never slows the download or the others, and a late joiner can attach at any moment.
-import { open } from 'node:fs/promises';
+import { createHash, type Hash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { BlobIndex } from '../index/blob-index.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { ByteRange } from '../registry/byte-range.js';
-import type { Digest, Repository } from '../registry/reference.js';
+import { digestAlgorithm, type Digest, type Repository } from '../registry/reference.js';
 import type { Upstream, UpstreamBlob } from '../upstream/upstream.js';
-import { isNotFound, type BlobStore, type BlobWriter } from './blob-store.js';
+import { diskFullReason, isNotFound, type BlobStore, type BlobWriter } from './blob-store.js';
 import { DigestMismatchError } from './digest-verify.js';
+import type { Retention } from './retention.js';
 
 const TAIL_CHUNK = 256 * 1024;
 /** Range requests after a broken upstream body, per download. */
@@ -29,6 +31,13 @@ export class BlobFill {
   private verified = false;
   /** The temp file being written; set before the fill is handed to any reader. */
   spoolPath = '';
+  /**
+   * Set when the disk filled up: how many bytes reached the temp file, and the hash over them (undefined
+   * when nothing was written or the hash was already finished). Readers go on from upstream.
+   */
+  diskFull: { length: number; hash: Hash | undefined } | undefined;
+  /** Upstream's body from `offset` on: how readers go on after the disk filled up. */
+  refetch: ((offset: number) => Promise<UpstreamBlob | undefined>) | undefined;
   private wake!: () => void;
   private changed!: Promise<void>;
   private settle!: () => void;
@@ -70,6 +79,12 @@ export class BlobFill {
     this.notify();
   }
 
+  /** The content could not be written (full disk): readers are served from upstream instead. */
+  failDiskFull(error: Error, written: { length: number; hash: Hash | undefined }): void {
+    this.diskFull = written;
+    this.fail(error);
+  }
+
   fail(error: Error): void {
     this.error = error;
     this.state = 'failed';
@@ -92,20 +107,26 @@ export class BlobFill {
       return;
     }
     let position = range?.start ?? 0;
-    const handle = await open(this.spoolPath, 'r').catch(async (err: unknown) => {
+    // No temp file at all when the disk was full before the first byte (spoolPath stays empty).
+    const opening = this.spoolPath === '' ? Promise.reject(Object.assign(new Error('no temp file'), { code: 'ENOENT' })) : open(this.spoolPath, 'r');
+    const handle = await opening.catch(async (err: unknown) => {
       if (!isNotFound(err)) throw err;
       // The temp file is gone: renamed into place (the fill is about to report success) or removed (failure).
       await this.settled;
-      if (this.isDone()) return undefined;
+      if (this.isDone()) return 'stored' as const;
+      if (this.diskFull) return undefined;
       throw this.error ?? err;
     });
-    if (!handle) {
+    if (handle === 'stored') {
       yield* await this.readStored(range);
       return;
     }
     try {
-      for (;;) {
-        if (this.error) throw this.error;
+      while (handle) {
+        if (this.error) {
+          if (this.diskFull) break;
+          throw this.error;
+        }
         const end = range ? range.end + 1 : (this.size ?? Number.POSITIVE_INFINITY);
         if (position >= end) return;
         const verified = this.verified || this.isDone();
@@ -121,9 +142,67 @@ export class BlobFill {
         position += bytesRead;
         yield buffer.subarray(0, bytesRead);
       }
+      yield* this.passThrough(handle, position, range);
     } finally {
-      await handle.close();
+      await handle?.close();
     }
+  }
+
+  /**
+   * After the disk filled up: the bytes that reached the temp file (still readable through this reader's open
+   * handle, though the file is removed) and then the rest straight from upstream, uncached. A reader of the
+   * whole blob goes on from the writer's hash and still gets its last byte only once the digest checks out.
+   */
+  private async *passThrough(handle: FileHandle | undefined, from: number, range: ByteRange | undefined): AsyncGenerator<Buffer> {
+    const onDisk = this.diskFull ?? { length: 0, hash: undefined };
+    const end = range ? range.end + 1 : (this.size ?? Number.POSITIVE_INFINITY);
+    let position = from;
+    while (handle && position < Math.min(onDisk.length, end) && range) {
+      // A range needs no verification: what is on disk goes out as it is.
+      const buffer = Buffer.allocUnsafe(Math.min(TAIL_CHUNK, Math.min(onDisk.length, end) - position));
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) break;
+      position += bytesRead;
+      yield buffer.subarray(0, bytesRead);
+    }
+    if (position >= end) return;
+    let hash: Hash | undefined;
+    if (!range) {
+      if (position === 0) hash = createHash(digestAlgorithm(this.digest));
+      else if (handle && position <= onDisk.length && onDisk.hash) {
+        // Bytes up to `position` went out from the file; the writer's hash covers the file up to onDisk.length.
+        hash = onDisk.hash.copy();
+        const gap = Buffer.allocUnsafe(onDisk.length - position);
+        const { bytesRead } = gap.length > 0 ? await handle.read(gap, 0, gap.length, position) : { bytesRead: 0 };
+        if (bytesRead !== gap.length) throw this.error ?? new Error('temp file shorter than written');
+        if (gap.length > 0) yield gap;
+        position = onDisk.length;
+      } else {
+        throw this.error ?? new Error(`cannot go on with ${this.digest} after the disk filled up`);
+      }
+    }
+    const rest = await this.refetch?.(position);
+    if (!rest) throw this.error ?? new Error(`${this.digest} is gone upstream`);
+    let held: Buffer | undefined;
+    try {
+      for await (const chunk of rest.body as AsyncIterable<Buffer>) {
+        const piece = position + chunk.length > end ? chunk.subarray(0, end - position) : chunk;
+        hash?.update(piece);
+        position += piece.length;
+        // The last piece waits for the digest check (whole-blob readers).
+        if (held) yield held;
+        held = piece;
+        if (position >= end) break;
+      }
+    } finally {
+      rest.body.destroy();
+    }
+    if (Number.isFinite(end) && position < end) throw new Error(`${this.digest}: upstream ended at byte ${position} of ${end}`);
+    if (hash) {
+      const actual = `${digestAlgorithm(this.digest)}:${hash.digest('hex')}`;
+      if (actual !== this.digest) throw new DigestMismatchError(this.digest, 'digest', `${this.digest}: content hashes to ${actual}`);
+    }
+    if (held) yield held;
   }
 
   private async readStored(range: ByteRange | undefined): Promise<Readable> {
@@ -150,6 +229,8 @@ export interface BlobFillsDeps {
   metrics: Metrics;
   log: Logger;
   fillTimeoutMs: number;
+  /** Quota reservations and removals in progress; absent in tests of downloads alone. */
+  retention?: Retention;
 }
 
 export interface JoinedFill {
@@ -192,8 +273,11 @@ export class BlobFills {
   }
 
   private async start(repo: Repository, digest: Digest): Promise<BlobFill | undefined> {
-    const { store, upstream, metrics } = this.deps;
-    // The file may have landed between the caller's index lookup and now (a fill that just ended).
+    const { store, upstream, metrics, retention } = this.deps;
+    // An eviction or GC removing this digest right now finishes first, so it cannot undo this download.
+    await retention?.settled(digest);
+    // The file may have landed between the caller's index lookup and now (a fill that just ended), or be a
+    // file whose record a crash lost: adopt it.
     const stored = await store.stat(digest);
     if (stored) {
       if (!(await this.deps.index.get(digest))) {
@@ -211,6 +295,8 @@ export class BlobFills {
     if (!blob) return undefined;
     const mediaType = blob.mediaType ?? DEFAULT_MEDIA_TYPE;
     const fill = new BlobFill(digest, blob.size, mediaType, store);
+    fill.refetch = (offset) => upstream.fetchBlob(repo, digest, { offset, signal: AbortSignal.timeout(this.deps.fillTimeoutMs) });
+    const unreserve = (await retention?.reserve(blob.size)) ?? (() => undefined);
     let writer: BlobWriter;
     try {
       writer = await store.createWriter(digest, blob.size, {
@@ -218,20 +304,40 @@ export class BlobFills {
         onVerified: (size) => fill.verify(size),
       });
     } catch (err) {
+      unreserve();
       blob.body.destroy();
-      throw err;
+      const full = diskFullReason(err);
+      if (!full) throw err;
+      // Not even a temp file fits: every reader goes straight to upstream.
+      this.diskFull(fill, err as Error, full, { length: 0, hash: undefined });
+      return fill;
     }
     fill.spoolPath = writer.spoolPath;
     metrics.fillsInFlight.inc();
     // Detached from every client: it ends by itself, successfully or not.
     const body = Readable.from(this.resuming(repo, digest, blob, signal));
     const running = this.run(fill, writer, body, mediaType, signal).finally(() => {
+      unreserve();
       metrics.fillsInFlight.dec();
       this.inFlight.delete(digest);
       this.running.delete(running);
     });
     this.running.add(running);
     return fill;
+  }
+
+  /** Whether a download of the digest runs: its content must not be evicted or collected meanwhile. */
+  isFilling(digest: Digest): boolean {
+    return this.inFlight.has(digest);
+  }
+
+  /** Caching this blob failed for space: counted, logged, eviction started; readers go on from upstream. */
+  private diskFull(fill: BlobFill, err: Error, reason: 'enospc' | 'edquot', written: { length: number; hash: Hash | undefined }): void {
+    const { metrics, log, retention } = this.deps;
+    metrics.storeWriteFailures.inc({ reason });
+    log.warn({ digest: fill.digest, reason, written: written.length }, 'disk full: serving this blob without caching it');
+    retention?.freeSpace().catch((e: unknown) => log.warn({ err: e }, 'eviction after a full disk failed'));
+    fill.failDiskFull(err, written);
   }
 
   /**
@@ -279,10 +385,15 @@ export class BlobFills {
       const failure = err instanceof Error ? err : new Error(String(err));
       if (failure instanceof DigestMismatchError) {
         metrics.verifyFailures.inc({ reason: failure.reason });
-      } else if (fill.size !== undefined && writer.bytesWritten < fill.size && !signal.aborted) {
+      } else if (fill.size !== undefined && writer.bytesWritten < fill.size && !signal.aborted && !diskFullReason(failure)) {
         metrics.verifyFailures.inc({ reason: 'truncated' });
       }
       metrics.fills.inc({ result: 'error' });
+      const full = diskFullReason(failure);
+      if (full) {
+        this.diskFull(fill, failure, full, writer.hashedPrefix() ?? { length: writer.bytesWritten, hash: undefined });
+        return;
+      }
       fill.fail(failure);
       log.error({ err: failure, digest: fill.digest, bytes: writer.bytesWritten }, 'blob download failed, nothing cached');
     }

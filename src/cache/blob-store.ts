@@ -9,7 +9,7 @@
 //       sha512/…
 //     tmp/
 //       <hex>.<random>         download in progress; removed on abort and at every start
-import { randomBytes } from 'node:crypto';
+import { randomBytes, type Hash } from 'node:crypto';
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
@@ -37,6 +37,11 @@ export interface BlobWriter extends Writable {
   /** The file being written, so that readers can follow a download while it grows. */
   readonly spoolPath: string;
   readonly bytesWritten: number;
+  /**
+   * The hash state over the bytes on disk so far (a copy), for a reader that must go on from elsewhere when
+   * the write fails (a full disk); undefined once commit() has finished the hash.
+   */
+  hashedPrefix(): { length: number; hash: Hash } | undefined;
   /** After the stream finished: verify size and digest, fsync, rename into place. Throws DigestMismatchError. */
   commit(): Promise<BlobInfo>;
   /** Idempotent, safe in finally: stops writing and removes the temp file. */
@@ -164,6 +169,14 @@ class DiskBlobWriter extends Writable implements BlobWriter {
     return this.written;
   }
 
+  hashedPrefix(): { length: number; hash: Hash } | undefined {
+    try {
+      return this.verifier.snapshot();
+    } catch {
+      return undefined; // the hash was finished by commit(): the whole content was verified
+    }
+  }
+
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this._writev([{ chunk }], callback);
   }
@@ -176,13 +189,15 @@ class DiskBlobWriter extends Writable implements BlobWriter {
     const buffers = chunks.map(({ chunk }) => chunk);
     try {
       // Refuse excess bytes before they touch the disk.
-      for (const buffer of buffers) this.verifier.update(buffer);
+      this.verifier.check(buffers.reduce((sum, b) => sum + b.length, 0));
     } catch (err) {
       callback(err as Error);
       return;
     }
     writeAll(this.handle as FileHandle, buffers, this.written).then(
       (length) => {
+        // Hashed once on disk, so the hash always covers exactly the file (see `hashedPrefix`).
+        for (const buffer of buffers) this.verifier.add(buffer);
         this.written += length;
         this.options.onProgress?.(this.written);
         callback();
@@ -281,6 +296,12 @@ export async function ensureDirectory(dir: string, depth = 0): Promise<void> {
       if (again.code !== 'EEXIST') throw again;
     });
   }
+}
+
+/** The disk (ENOSPC) or the user's quota (EDQUOT) is full: the content can be served but not kept. */
+export function diskFullReason(err: unknown): 'enospc' | 'edquot' | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' ? 'enospc' : code === 'EDQUOT' ? 'edquot' : undefined;
 }
 
 export function isNotFound(err: unknown): boolean {

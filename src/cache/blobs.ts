@@ -6,6 +6,7 @@ import type { Digest, Repository } from '../registry/reference.js';
 import type { Upstream } from '../upstream/upstream.js';
 import type { BlobFills } from './blob-fill.js';
 import type { BlobStore } from './blob-store.js';
+import type { Retention } from './retention.js';
 
 export type BlobSource = 'hit' | 'miss' | 'coalesced';
 
@@ -35,6 +36,8 @@ export class BlobCache {
     private readonly index: BlobIndex,
     private readonly fills: BlobFills,
     private readonly upstream: Upstream,
+    /** Keeps a blob from eviction while it is streamed; absent in tests of serving alone. */
+    private readonly retention?: Retention,
   ) {}
 
   /** The verified local copy, if any. A record whose file vanished is dropped and reported as absent. */
@@ -46,14 +49,24 @@ export class BlobCache {
       await this.index.delete(digest);
       return undefined;
     }
+    this.index.touch(digest, Date.now());
+    this.retention?.acquire(digest);
+    let released = false;
+    const release = (): void => {
+      if (!released) this.retention?.release(digest);
+      released = true;
+    };
     return {
       size: opened.size,
       mediaType: record.mediaType,
       manifest: record.manifest,
       source: 'hit',
-      read: (range) => opened.read(range),
+      read: (range) => opened.read(range).once('close', release),
       ...(opened.readAt ? { readAt: opened.readAt } : {}),
-      release: () => opened.close(),
+      release: () => {
+        release();
+        return opened.close();
+      },
     };
   }
 

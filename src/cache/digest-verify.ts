@@ -36,15 +36,30 @@ export class DigestVerifier {
   }
 
   update(chunk: Buffer): void {
-    if (this.expectedSize !== undefined && this.length + chunk.length > this.expectedSize) {
+    this.check(chunk.length);
+    this.add(chunk);
+  }
+
+  /** Throws when `bytes` more would take the content past its expected size; hashes nothing. */
+  check(bytes: number): void {
+    if (this.expectedSize !== undefined && this.length + bytes > this.expectedSize) {
       throw new DigestMismatchError(
         this.digest,
         'size',
         `${this.digest}: more than the expected ${this.expectedSize} bytes`,
       );
     }
+  }
+
+  /** Hashes a chunk already checked. */
+  add(chunk: Buffer): void {
     this.length += chunk.length;
     this.hash.update(chunk);
+  }
+
+  /** The state after the bytes so far, to go on from elsewhere (a copy: this verifier is unaffected). */
+  snapshot(): { length: number; hash: Hash } {
+    return { length: this.length, hash: this.hash.copy() };
   }
 
   /** Called at end of input: throws unless every byte arrived and the digest matches. */

@@ -15,7 +15,7 @@ import type { AcceptClass } from '../registry/media-types.js';
 import type { Digest, Repository, Tag } from '../registry/reference.js';
 import { UpstreamError } from '../upstream/errors.js';
 import type { FetchedManifest, ManifestHead, Upstream } from '../upstream/upstream.js';
-import { readWhole, type BlobStore } from './blob-store.js';
+import { diskFullReason, readWhole, type BlobStore } from './blob-store.js';
 import { SingleFlight } from './single-flight.js';
 import { tagTtlPolicy, type TagTtl } from './tag-policy.js';
 
@@ -192,9 +192,13 @@ export class ManifestCache {
   /** A cached manifest by digest, or undefined. Used by /blobs/ too. */
   async local(digest: Digest, withBody: boolean): Promise<ManifestAnswer | undefined> {
     const hot = this.bodies.get(digest);
-    if (hot) return { digest, mediaType: hot.mediaType, size: hot.bytes.length, bytes: hot.bytes, source: 'hit' };
+    if (hot) {
+      this.deps.index.touch(digest, this.now());
+      return { digest, mediaType: hot.mediaType, size: hot.bytes.length, bytes: hot.bytes, source: 'hit' };
+    }
     const record = await this.deps.index.get(digest);
     if (!record?.manifest) return undefined;
+    this.deps.index.touch(digest, this.now());
     if (!withBody) return { digest, mediaType: record.mediaType, size: record.size, bytes: undefined, source: 'hit' };
     const opened = await this.deps.store.open(digest);
     if (!opened) {
@@ -210,7 +214,13 @@ export class ManifestCache {
     const fetched = await this.deps.upstream.fetchManifest(repo, reference, { accept: accept.header });
     if (!fetched) return undefined;
     if (!this.bodies.has(fetched.digest) && !(await this.deps.index.get(fetched.digest))?.manifest) {
-      await this.store(fetched);
+      await this.store(fetched).catch((err: unknown) => {
+        // A full disk costs the cache, not the client: the manifest is answered from memory.
+        const reason = diskFullReason(err);
+        if (!reason) throw err;
+        this.deps.metrics.storeWriteFailures.inc({ reason });
+        this.deps.log.warn({ digest: fetched.digest, reason }, 'disk full: manifest served without caching it');
+      });
     }
     return fetched;
   }
@@ -235,7 +245,12 @@ export class ManifestCache {
   }
 
   private async remember(key: TagKey, manifest: ManifestAnswer): Promise<void> {
-    await this.deps.tags.put({ ...key, digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.size, checkedAt: this.now() });
+    try {
+      await this.deps.tags.put({ ...key, digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.size, checkedAt: this.now() });
+    } catch (err) {
+      // The index could not take the record (a full disk): the answer stands, the tag is asked again next time.
+      this.deps.log.warn({ err, repo: key.repo, tag: key.tag }, 'tag record not saved');
+    }
   }
 
   /** A client that did not ask for a type (an index, say) is never handed one. */

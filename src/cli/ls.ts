@@ -1,11 +1,13 @@
 // `regmirror ls`: the cached repositories and tags, read from the index of a stopped mirror.
 import { DiskBlobStore, readWhole } from '../cache/blob-store.js';
 import { BlobIndex } from '../index/blob-index.js';
-import { openIndex } from '../index/db.js';
 import { LevelTagIndex, type TagEntry } from '../index/tag-index.js';
 import { loadConfig } from '../config/load.js';
 import type { Digest } from '../registry/reference.js';
 import type { CommandContext } from './command.js';
+import { openIndexOf } from './data-dir.js';
+import { humanBytes } from './progress.js';
+import { manifestRefs } from '../registry/manifest-refs.js';
 import { UsageError } from './command.js';
 
 export const LS_HELP = `usage: regmirror ls [--config FILE]
@@ -18,13 +20,7 @@ pulled it, how often, and when upstream last confirmed it. Reads the data direct
 export async function ls(ctx: CommandContext): Promise<void> {
   if (ctx.args.length > 0) throw new UsageError(`ls: unexpected argument ${JSON.stringify(ctx.args[0])}`, LS_HELP);
   const config = await loadConfig({ file: ctx.configFile, env: ctx.env });
-  let db;
-  try {
-    db = await openIndex(config.dataDir);
-  } catch (err) {
-    const locked = /lock/i.test(String((err as Error & { cause?: Error }).cause?.message ?? (err as Error).message));
-    throw new Error(locked ? `the index in ${config.dataDir} is in use by a running regmirror: stop it first` : `cannot open the index in ${config.dataDir}: ${(err as Error).message}`);
-  }
+  const db = await openIndexOf(config);
   try {
     const tags = new LevelTagIndex(db, 1000);
     const blobs = new BlobIndex(db, 10_000);
@@ -61,13 +57,9 @@ async function imageSize(entry: TagEntry, blobs: BlobIndex, store: DiskBlobStore
     if (!record.manifest || depth > 1) return;
     const opened = await store.open(digest);
     if (!opened) return;
-    const manifest = JSON.parse((await readWhole(opened)).toString('utf8')) as {
-      manifests?: Array<{ digest: Digest }>;
-      config?: { digest: Digest };
-      layers?: Array<{ digest: Digest }>;
-    };
-    const children = [...(manifest.manifests ?? []), ...(manifest.config ? [manifest.config] : []), ...(manifest.layers ?? [])];
-    for (const child of children) await visit(child.digest, depth + 1);
+    const refs = manifestRefs(await readWhole(opened));
+    const children = [...refs.manifests, ...refs.blobs];
+    for (const child of children) await visit(child, depth + 1);
   };
   await visit(entry.digest, 0);
   return total;
@@ -75,17 +67,6 @@ async function imageSize(entry: TagEntry, blobs: BlobIndex, store: DiskBlobStore
 
 function when(ms: number | undefined): string {
   return ms === undefined ? '-' : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
-}
-
-function humanBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
 function table(rows: string[][]): string {

@@ -1,6 +1,7 @@
 // The one Config schema: every key, its type and its default. Unknown keys are rejected (strict objects).
 import { z } from 'zod';
-import { parseDuration, parseListen } from './units.js';
+import { parseImageReference } from '../registry/reference.js';
+import { parseDuration, parseListen, parseSize } from './units.js';
 
 const duration = z.string().transform((text, ctx) => {
   const ms = parseDuration(text);
@@ -10,6 +11,28 @@ const duration = z.string().transform((text, ctx) => {
   }
   return ms;
 });
+
+/** "200GiB", "500MB" or a byte count; "0" means no quota. */
+const size = z.union([z.string(), z.int().min(0)]).transform((value, ctx) => {
+  const bytes = typeof value === 'number' ? value : parseSize(value);
+  if (bytes === undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected a size like "200GiB" or "500MB", found "${String(value)}"` });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+const imageReference = z.string().refine(
+  (text) => {
+    try {
+      parseImageReference(text);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'expected an image reference such as "alpine:3.19" or "docker.io/library/nginx@sha256:…"' },
+);
 
 const listen = z.string().transform((text, ctx) => {
   const parsed = parseListen(text);
@@ -97,7 +120,20 @@ export const configSchema = z.strictObject({
       metadataEntries: z.int().min(100).max(10_000_000).default(50_000),
       /** Manifest bodies kept in memory, by total bytes. */
       manifestMemoryBytes: z.int().min(0).default(64 * 2 ** 20),
+      /** Quota for cached content ("200GiB"); "0" means none. Above the high mark, least recently used content goes. */
+      maxBytes: size.prefault('0'),
+      /** Fraction of maxBytes where eviction starts... */
+      highWatermark: z.number().gt(0).max(1).default(0.9),
+      /** ...and where it stops. */
+      lowWatermark: z.number().gt(0).max(1).default(0.8),
+      /** Images kept whatever the quota says and never collected, with all they reference. */
+      pins: z.array(imageReference).default([]),
+      /** How often the server collects content no cached tag or pin reaches; "0s" turns it off. */
+      gcInterval: duration.prefault('1h'),
+      /** Unreachable content created or pulled within this period is kept. */
+      gcGrace: duration.prefault('24h'),
     })
+    .refine((cache) => cache.lowWatermark < cache.highWatermark, { message: 'lowWatermark must be below highWatermark', path: ['lowWatermark'] })
     .prefault({}),
   log: z
     .strictObject({

@@ -46,6 +46,8 @@ export async function sendFileRange(out: Response, readAt: ReadAt, start: number
       if (length === 0) throw new Error(`blob file ended at byte ${position}, before ${end + 1}`);
       await Promise.race([writing, gone]);
       writing = write(out, buffer.subarray(0, length));
+      // Awaited on the next turn; until then a failed write must not count as an unhandled rejection.
+      writing.catch(() => undefined);
       position += length;
       turn ^= 1;
     }

@@ -31,6 +31,18 @@ export class Metrics {
   readonly tagRevalidations: Counter<'result'>;
   /** Tags answered from cache without upstream's confirmation: `error` (upstream failed), `ratelimit` (reserve). */
   readonly staleServed: Counter<'reason'>;
+  /** What the store holds (from the index): bytes and files, manifests included. */
+  readonly storeBytes: Gauge;
+  readonly storeBlobs: Gauge;
+  /** Content removed to stay under the quota (or after a full disk), and its bytes. */
+  readonly evictions: Counter;
+  readonly evictedBytes: Counter;
+  /** Garbage collections run, by mode (`dry-run`, `remove`), and the bytes they removed. */
+  readonly gcRuns: Counter<'mode'>;
+  readonly gcFreedBytes: Counter;
+  /** Content that could not be written to the store, by reason (`enospc`, `edquot`); it was served uncached. */
+  readonly storeWriteFailures: Counter<'reason'>;
+  private usage: () => { bytes: number; count: number } = () => ({ bytes: 0, count: 0 });
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -118,6 +130,39 @@ export class Metrics {
       labelNames: ['reason'],
       registers,
     });
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- collect() runs with the gauge as `this`
+    const self = this;
+    this.storeBytes = new Gauge({
+      name: 'regmirror_store_bytes',
+      help: 'Bytes of content in the store',
+      registers,
+      collect() {
+        this.set(self.usage().bytes);
+      },
+    });
+    this.storeBlobs = new Gauge({
+      name: 'regmirror_store_blobs',
+      help: 'Blobs and manifests in the store',
+      registers,
+      collect() {
+        this.set(self.usage().count);
+      },
+    });
+    this.evictions = new Counter({ name: 'regmirror_evictions_total', help: 'Blobs and manifests evicted (least recently used first)', registers });
+    this.evictedBytes = new Counter({ name: 'regmirror_evicted_bytes_total', help: 'Bytes evicted', registers });
+    this.gcRuns = new Counter({ name: 'regmirror_gc_runs_total', help: 'Garbage collections, by mode', labelNames: ['mode'], registers });
+    this.gcFreedBytes = new Counter({ name: 'regmirror_gc_freed_bytes_total', help: 'Bytes removed by garbage collection', registers });
+    this.storeWriteFailures = new Counter({
+      name: 'regmirror_store_write_failures_total',
+      help: 'Content served without caching because it could not be written, by reason',
+      labelNames: ['reason'],
+      registers,
+    });
     collectDefaultMetrics({ register: registry, prefix: 'regmirror_' });
+  }
+
+  /** Where the store gauges read their figures (the index keeps them). */
+  setUsageSource(usage: () => { bytes: number; count: number }): void {
+    this.usage = usage;
   }
 }

@@ -16,6 +16,8 @@ const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 const DIGEST = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 const MAX_NAME_LENGTH = 255;
+/** A registry host as in a reference: DNS labels (or localhost), optionally with a port. */
+const REGISTRY_HOST = /^[A-Za-z0-9]+(?:[.-][A-Za-z0-9]+)*(?::\d{1,5})?$/;
 
 /**
  * Parses a repository name as it appears in a /v2/<name>/ path and normalizes Docker Hub's official images:
@@ -67,4 +69,45 @@ export function digestAlgorithm(digest: Digest): DigestAlgorithm {
 
 export function digestHex(digest: Digest): string {
   return digest.slice(digest.indexOf(':') + 1);
+}
+
+/** An image reference as users write it: `alpine:3.19`, `docker.io/library/nginx@sha256:…`, `ghcr.io/o/r:1`. */
+export interface ImageReference {
+  /** Registry host; `docker.io` when none is written. */
+  registry: string;
+  repo: Repository;
+  tag?: Tag;
+  digest?: Digest;
+  /** Normalised text: registry/repo:tag or registry/repo@digest (a tag is dropped when a digest is given). */
+  canonical: string;
+}
+
+/**
+ * Parses a reference the way docker does: the first component is a registry when it has a `.` or `:` or is
+ * `localhost`; `index.docker.io` is `docker.io`; no tag and no digest means `latest`. Errors are RegistryErrors
+ * (NAME_INVALID, TAG_INVALID, DIGEST_INVALID) whose message names the problem.
+ */
+export function parseImageReference(text: string): ImageReference {
+  const input = text.trim();
+  const at = input.indexOf('@');
+  const digest = at === -1 ? undefined : parseDigest(input.slice(at + 1));
+  let rest = at === -1 ? input : input.slice(0, at);
+  let tag: Tag | undefined;
+  const colon = rest.lastIndexOf(':');
+  if (colon > rest.lastIndexOf('/')) {
+    tag = parseTag(rest.slice(colon + 1));
+    rest = rest.slice(0, colon);
+  }
+  const slash = rest.indexOf('/');
+  const first = slash === -1 ? '' : rest.slice(0, slash);
+  const hasRegistry = first.includes('.') || first.includes(':') || first === 'localhost';
+  if (hasRegistry && !REGISTRY_HOST.test(first)) {
+    throw new RegistryError('NAME_INVALID', 'invalid registry host', { detail: { name: input.slice(0, 300) } });
+  }
+  let registry = hasRegistry ? first.toLowerCase() : 'docker.io';
+  if (registry === 'index.docker.io' || registry === 'registry-1.docker.io') registry = 'docker.io';
+  const repo = parseRepository(hasRegistry ? rest.slice(slash + 1) : rest);
+  if (!digest && !tag) tag = 'latest' as Tag;
+  const canonical = digest ? `${registry}/${repo}@${digest}` : `${registry}/${repo}:${tag as string}`;
+  return { registry, repo, ...(tag && !digest ? { tag } : {}), ...(digest ? { digest } : {}), canonical };
 }

@@ -12,9 +12,9 @@ const run = promisify(execFile);
 let dir: string;
 
 beforeAll(async () => {
+  // dist/ is built by test/global-setup.ts.
   dir = await mkdtemp(join(tmpdir(), 'regmirror-cli-'));
-  await run('npx', ['tsc', '-p', 'tsconfig.build.json'], { timeout: 120_000 });
-}, 150_000);
+});
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
 async function start(args: string[], env: Record<string, string> = {}) {

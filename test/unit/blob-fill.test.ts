@@ -35,6 +35,32 @@ describe('BlobFill.read', () => {
     expect(await reading).toEqual(bytes);
   });
 
+  it('holds back the last byte until the digest is verified, then releases it before the file is in place', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'regmirror-fill-'));
+    const store = new DiskBlobStore(dir);
+    await store.init();
+    const { bytes, digest } = content(50_000);
+    const writer = await store.createWriter(digest, bytes.length, { onProgress: (n) => fill.progress(n) });
+    const fill = new BlobFill(digest, bytes.length, 'application/octet-stream', store);
+    fill.spoolPath = writer.spoolPath;
+    await pipeline(Readable.from([bytes]), writer);
+    let received = 0;
+    const reading = (async () => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of fill.read() as AsyncIterable<Buffer>) {
+        chunks.push(chunk);
+        received += chunk.length;
+      }
+      return Buffer.concat(chunks);
+    })();
+    await expect.poll(() => received).toBe(bytes.length - 1);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(received).toBe(bytes.length - 1);
+    fill.verify(bytes.length); // no commit, no succeed: the temp file is still where it was
+    expect(await reading).toEqual(bytes);
+    await writer.abort();
+  });
+
   it('fails a reader with the download error when the temp file was removed by a failure', async () => {
     dir = await mkdtemp(join(tmpdir(), 'regmirror-fill-'));
     const store = new DiskBlobStore(dir);

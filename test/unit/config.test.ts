@@ -46,7 +46,23 @@ describe('defaults', () => {
     expect(config.upstream.fillTimeout).toBe(3_600_000);
     expect(config.shutdownTimeout).toBe(10_000);
     expect(config.log.level).toBe('info');
-    expect(config.cache).toEqual({ metadataEntries: 50_000, manifestMemoryBytes: 64 * 2 ** 20 });
+    expect(config.cache).toEqual({
+      metadataEntries: 50_000,
+      manifestMemoryBytes: 64 * 2 ** 20,
+      maxBytes: 0,
+      highWatermark: 0.9,
+      lowWatermark: 0.8,
+      pins: [],
+      gcInterval: 3_600_000,
+      gcGrace: 86_400_000,
+    });
+  });
+
+  it('takes a quota as a size, and refuses watermarks out of order and pins that are not image references', async () => {
+    expect((await loadConfig({ file: await yamlFile('cache:\n  maxBytes: "200GiB"\n') })).cache.maxBytes).toBe(200 * 2 ** 30);
+    await expect(loadConfig({ file: await yamlFile('cache:\n  maxBytes: "lots"\n') })).rejects.toThrow(/cache\.maxBytes: expected a size/);
+    await expect(loadConfig({ file: await yamlFile('cache:\n  lowWatermark: 0.95\n') })).rejects.toThrow(/lowWatermark must be below highWatermark/);
+    await expect(loadConfig({ file: await yamlFile('cache:\n  pins: ["Not An Image"]\n') })).rejects.toThrow(/cache\.pins/);
   });
 
   it('does not read process.env: only the env map passed in overrides', async () => {

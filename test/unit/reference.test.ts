@@ -1,11 +1,13 @@
 // Repository, tag and digest parsing: the distribution grammar, Docker Hub normalization, and every rejection code.
 import { describe, expect, it } from 'vitest';
 import { RegistryError } from '../../src/registry/errors.js';
+import { manifestRefs } from '../../src/registry/manifest-refs.js';
 import {
   digestAlgorithm,
   digestHex,
   isDigest,
   parseDigest,
+  parseImageReference,
   parseManifestReference,
   parseRepository,
   parseTag,
@@ -195,5 +197,33 @@ describe('digestAlgorithm and digestHex', () => {
     const digest: Digest = parseDigest(`sha512:${HEX128}`);
     expect(digestAlgorithm(digest)).toBe('sha512');
     expect(digestHex(digest)).toBe(HEX128);
+  });
+});
+
+describe('parseImageReference', () => {
+  it.each([
+    ['alpine', 'docker.io/library/alpine:latest'],
+    ['alpine:3.19', 'docker.io/library/alpine:3.19'],
+    ['docker.io/library/nginx:1.25', 'docker.io/library/nginx:1.25'],
+    ['index.docker.io/someuser/app:v1', 'docker.io/someuser/app:v1'],
+    ['ghcr.io/org/tool:2', 'ghcr.io/org/tool:2'],
+    ['localhost:5000/x/y', 'localhost:5000/x/y:latest'],
+    [`alpine:3.19@sha256:${'a'.repeat(64)}`, `docker.io/library/alpine@sha256:${'a'.repeat(64)}`],
+  ])('%s is %s', (text, canonical) => {
+    expect(parseImageReference(text).canonical).toBe(canonical);
+  });
+
+  it.each(['', 'Alpine:3', 'alpine:bad tag', 'alpine@sha256:12', '../x'])('refuses %j', (text) => {
+    expect(() => parseImageReference(text)).toThrow(RegistryError);
+  });
+});
+
+describe('manifestRefs', () => {
+  it('names the platform manifests of an index and the config and layers of an image; nothing for junk', () => {
+    const d = (c: string) => `sha256:${c.repeat(64)}`;
+    expect(manifestRefs(Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [{ digest: d('a') }, { digest: 'bogus' }] })))).toEqual({ manifests: [d('a')], blobs: [] });
+    expect(manifestRefs(Buffer.from(JSON.stringify({ config: { digest: d('b') }, layers: [{ digest: d('c') }] })))).toEqual({ manifests: [], blobs: [d('b'), d('c')] });
+    expect(manifestRefs(Buffer.from('not json'))).toEqual({ manifests: [], blobs: [] });
+    expect(manifestRefs(Buffer.from('null'))).toEqual({ manifests: [], blobs: [] });
   });
 });

@@ -1,0 +1,245 @@
+// What stays on disk: the quota (evict least recently used content above the high mark, down to the low mark),
+// garbage collection (content no cached tag or pin reaches, past a grace period), and pins. Nothing is removed
+// while a client streams it or a download fills it, and nothing a pin reaches is removed at all.
+//
+// A removal deletes the index record first, then the file: a crash in between leaves an unindexed file (which
+// the next download of that digest adopts, and `fsck` reports), never a record without its file.
+import type { Logger } from 'pino';
+import type { BlobIndex, BlobRecord } from '../index/blob-index.js';
+import type { PinIndex } from '../index/pin-index.js';
+import type { TagIndex } from '../index/tag-index.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { manifestRefs } from '../registry/manifest-refs.js';
+import { parseImageReference, type Digest } from '../registry/reference.js';
+import { readWhole, type BlobStore } from './blob-store.js';
+
+export interface RetentionConfig {
+  /** Quota for stored content in bytes; undefined: no quota. */
+  maxBytes: number | undefined;
+  /** Fractions of maxBytes: eviction starts above the high mark and stops under the low mark. */
+  highWatermark: number;
+  lowWatermark: number;
+  /** Unreachable content younger than this (created or last served) is kept. */
+  gcGrace: number;
+  /** Pins from the config, besides those in the index. */
+  pins: readonly string[];
+}
+
+export interface RetentionDeps {
+  store: BlobStore;
+  index: BlobIndex;
+  tags: TagIndex;
+  pins: PinIndex;
+  /** This mirror's upstream name (docker.io): pins for other registries reach nothing here. */
+  upstreamName: string;
+  /** True while a download of the digest runs: its content is not removable. */
+  filling: (digest: Digest) => boolean;
+  metrics: Metrics;
+  log: Logger;
+  config: RetentionConfig;
+  now?: () => number;
+}
+
+export interface GcReport {
+  dryRun: boolean;
+  removed: Array<{ digest: Digest; size: number; manifest: boolean }>;
+  bytes: number;
+  /** Content kept because a tag or pin reaches it. */
+  reachable: number;
+}
+
+/** How deep manifests nest: an index names manifests, which name blobs. */
+const MAX_DEPTH = 3;
+
+export class Retention {
+  private readonly inUse = new Map<Digest, number>();
+  private readonly removing = new Map<Digest, Promise<void>>();
+  private reserved = 0;
+  private evicting: Promise<void> | undefined;
+  private readonly now: () => number;
+
+  constructor(private readonly deps: RetentionDeps) {
+    this.now = deps.now ?? Date.now;
+  }
+
+  get highMark(): number | undefined {
+    const { maxBytes, highWatermark } = this.deps.config;
+    return maxBytes === undefined ? undefined : Math.floor(maxBytes * highWatermark);
+  }
+
+  get lowMark(): number | undefined {
+    const { maxBytes, lowWatermark } = this.deps.config;
+    return maxBytes === undefined ? undefined : Math.floor(maxBytes * lowWatermark);
+  }
+
+  /** A client starts streaming a stored file: it is not removed until `release`. */
+  acquire(digest: Digest): void {
+    this.inUse.set(digest, (this.inUse.get(digest) ?? 0) + 1);
+  }
+
+  release(digest: Digest): void {
+    const left = (this.inUse.get(digest) ?? 1) - 1;
+    if (left <= 0) this.inUse.delete(digest);
+    else this.inUse.set(digest, left);
+  }
+
+  /** A download about to start waits for a removal of the same digest, so that it cannot be undone by it. */
+  async settled(digest: Digest): Promise<void> {
+    await this.removing.get(digest);
+  }
+
+  /**
+   * Before a download of `size` bytes: evicts so that what is stored, what other downloads will add, and
+   * this one stay under the high mark. Returns the function that gives the reservation back.
+   */
+  async reserve(size: number | undefined): Promise<() => void> {
+    const bytes = size ?? 0;
+    this.reserved += bytes;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.reserved -= bytes;
+    };
+    const high = this.highMark;
+    // Twice at most: a run that started before this reservation did not count it.
+    for (let run = 0; run < 2 && high !== undefined && this.deps.index.usage.bytes + this.reserved > high; run++) {
+      await this.evictToLowMark().catch((err: unknown) => this.deps.log.warn({ err }, 'eviction failed'));
+    }
+    return release;
+  }
+
+  /** Evicts least recently used content until under the low mark (one run at a time; callers share it). */
+  evictToLowMark(): Promise<void> {
+    this.evicting ??= this.evict().finally(() => (this.evicting = undefined));
+    return this.evicting;
+  }
+
+  /** Frees space after a write failed for lack of it, whatever the quota says: down to the low mark, or a tenth. */
+  async freeSpace(): Promise<void> {
+    const low = this.lowMark;
+    const usage = this.deps.index.usage.bytes;
+    await this.evict(low !== undefined && usage > low ? usage - low : Math.ceil(usage / 10));
+  }
+
+  private async evict(target?: number): Promise<void> {
+    const low = this.lowMark;
+    const excess = target ?? (low === undefined ? 0 : this.deps.index.usage.bytes + this.reserved - low);
+    if (excess <= 0) return;
+    const pinned = await this.reach(await this.pinRoots());
+    const candidates: Array<{ digest: Digest; size: number; at: number }> = [];
+    for await (const [digest, record] of this.deps.index.entries()) {
+      if (pinned.has(digest)) continue;
+      candidates.push({ digest, size: record.size, at: this.deps.index.lastAccess(digest, record) });
+    }
+    candidates.sort((a, b) => a.at - b.at);
+    let freed = 0;
+    for (const candidate of candidates) {
+      if (freed >= excess) break;
+      if (!(await this.remove(candidate.digest))) continue;
+      freed += candidate.size;
+      this.deps.metrics.evictions.inc();
+      this.deps.metrics.evictedBytes.inc(candidate.size);
+    }
+    const level = freed < excess ? 'warn' : 'info';
+    this.deps.log[level]({ freed, wanted: excess, stored: this.deps.index.usage.bytes }, freed < excess ? 'eviction could not free enough (pinned or in use)' : 'evicted least recently used content');
+  }
+
+  /**
+   * Removes content that no cached tag and no pin reaches and that nobody created or pulled within the grace
+   * period. A dry run reports the same list without removing anything.
+   */
+  async gc(options: { dryRun: boolean }): Promise<GcReport> {
+    const reachable = await this.reach([...(await this.tagRoots()), ...(await this.pinRoots())]);
+    const cutoff = this.now() - this.deps.config.gcGrace;
+    const removable: GcReport['removed'] = [];
+    for await (const [digest, record] of this.deps.index.entries()) {
+      if (reachable.has(digest) || this.recent(digest, record, cutoff) || this.busy(digest)) continue;
+      removable.push({ digest, size: record.size, manifest: record.manifest });
+    }
+    const removed = options.dryRun ? removable : [];
+    if (!options.dryRun) for (const item of removable) if (await this.remove(item.digest)) removed.push(item);
+    const bytes = removed.reduce((sum, r) => sum + r.size, 0);
+    this.deps.metrics.gcRuns.inc({ mode: options.dryRun ? 'dry-run' : 'remove' });
+    if (!options.dryRun) this.deps.metrics.gcFreedBytes.inc(bytes);
+    return { dryRun: options.dryRun, removed, bytes, reachable: reachable.size };
+  }
+
+  /** Every digest a pin reaches: pinned manifests and all they name, stored or not. */
+  async pinned(): Promise<Set<Digest>> {
+    return this.reach(await this.pinRoots());
+  }
+
+  private recent(digest: Digest, record: BlobRecord, cutoff: number): boolean {
+    return record.createdAt > cutoff || this.deps.index.lastAccess(digest, record) > cutoff;
+  }
+
+  private busy(digest: Digest): boolean {
+    return this.inUse.has(digest) || this.deps.filling(digest) || this.removing.has(digest);
+  }
+
+  /** Index record first, then the file; false when the digest became busy meanwhile (then nothing is removed). */
+  private async remove(digest: Digest): Promise<boolean> {
+    if (this.busy(digest)) return false;
+    const removal = (async () => {
+      await this.deps.index.delete(digest);
+      await this.deps.store.delete(digest);
+    })();
+    this.removing.set(digest, removal);
+    try {
+      await removal;
+      return true;
+    } finally {
+      this.removing.delete(digest);
+    }
+  }
+
+  private async tagRoots(): Promise<Digest[]> {
+    const roots: Digest[] = [];
+    for await (const entry of this.deps.tags.entries()) roots.push(entry.digest);
+    return roots;
+  }
+
+  /** Pinned digests, and the digests pinned tags point to (for any Accept they were pulled with). */
+  private async pinRoots(): Promise<Digest[]> {
+    const refs = [...this.deps.config.pins, ...(await this.deps.pins.list()).map((p) => p.ref)];
+    if (refs.length === 0) return [];
+    const roots: Digest[] = [];
+    const tagged = new Set<string>();
+    for (const text of refs) {
+      let ref;
+      try {
+        ref = parseImageReference(text);
+      } catch {
+        continue; // validated when pinned; a bad config entry fails at load
+      }
+      if (ref.registry !== this.deps.upstreamName) continue;
+      if (ref.digest) roots.push(ref.digest);
+      else tagged.add(`${ref.repo}:${ref.tag ?? 'latest'}`);
+    }
+    if (tagged.size > 0) {
+      for await (const entry of this.deps.tags.entries()) {
+        if (entry.upstream === this.deps.upstreamName && tagged.has(`${entry.repo}:${entry.tag}`)) roots.push(entry.digest);
+      }
+    }
+    return roots;
+  }
+
+  /** The roots and everything their stored manifests name, to MAX_DEPTH. */
+  private async reach(roots: readonly Digest[]): Promise<Set<Digest>> {
+    const seen = new Set<Digest>();
+    const visit = async (digest: Digest, depth: number): Promise<void> => {
+      if (seen.has(digest)) return;
+      seen.add(digest);
+      if (depth >= MAX_DEPTH) return;
+      const record = await this.deps.index.get(digest);
+      if (!record?.manifest) return;
+      const opened = await this.deps.store.open(digest);
+      if (!opened) return;
+      const refs = manifestRefs(await readWhole(opened));
+      for (const child of [...refs.manifests, ...refs.blobs]) await visit(child, depth + 1);
+    };
+    for (const root of roots) await visit(root, 0);
+    return seen;
+  }
+}

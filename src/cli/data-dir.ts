@@ -1,0 +1,43 @@
+// What the maintenance commands (ls, gc, pin, unpin, fsck) open: the data directory of a stopped mirror.
+// LevelDB takes a lock, so a running mirror's directory is refused with a message saying so.
+import { DiskBlobStore } from '../cache/blob-store.js';
+import type { Config } from '../config/schema.js';
+import { BlobIndex } from '../index/blob-index.js';
+import { openIndex, type IndexDb } from '../index/db.js';
+import { PinIndex } from '../index/pin-index.js';
+import { LevelTagIndex } from '../index/tag-index.js';
+
+export interface OpenDataDir {
+  db: IndexDb;
+  index: BlobIndex;
+  tags: LevelTagIndex;
+  pins: PinIndex;
+  store: DiskBlobStore;
+  close(): Promise<void>;
+}
+
+export function isLockError(err: unknown): boolean {
+  const e = err as (Error & { cause?: Error; code?: string }) | undefined;
+  return e?.code === 'LEVEL_LOCKED' || /lock/i.test(String(e?.cause?.message ?? e?.message));
+}
+
+export async function openIndexOf(config: Config): Promise<IndexDb> {
+  try {
+    return await openIndex(config.dataDir);
+  } catch (err) {
+    if (isLockError(err)) throw new Error(`the index in ${config.dataDir} is in use by a running regmirror: stop it first`);
+    throw new Error(`cannot open the index in ${config.dataDir}: ${(err as Error).message}`);
+  }
+}
+
+export async function openDataDir(config: Config): Promise<OpenDataDir> {
+  const db = await openIndexOf(config);
+  return {
+    db,
+    index: new BlobIndex(db, 10_000),
+    tags: new LevelTagIndex(db, 1000),
+    pins: new PinIndex(db),
+    store: new DiskBlobStore(config.dataDir),
+    close: () => db.close(),
+  };
+}

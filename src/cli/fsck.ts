@@ -1,0 +1,82 @@
+// `regmirror fsck`: checks a stopped mirror's store against its index; rebuilds the index from the files.
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DiskBlobStore } from '../cache/blob-store.js';
+import { checkStore, rebuildIndex, type FsckHooks, type FsckReport } from '../cache/fsck.js';
+import { loadConfig } from '../config/load.js';
+import { BlobIndex } from '../index/blob-index.js';
+import { openIndex } from '../index/db.js';
+import { UsageError, type CommandContext } from './command.js';
+import { isLockError, openIndexOf } from './data-dir.js';
+import { humanBytes, progressBar } from './progress.js';
+
+export const FSCK_HELP = `usage: regmirror fsck [--config FILE] [--verify-digests] [--repair] [--rebuild-index]
+
+Checks the data directory of a stopped mirror (from the config, or REGMIRROR_DATA): every index record must
+name a file of the recorded size. Temp files of interrupted downloads are removed.
+  --verify-digests  also hash every file and compare it with its name (reads everything; shows progress)
+  --repair          remove records of missing or damaged files, and those files; index files that have none
+  --rebuild-index   throw the index away and make a new one from the files on disk (after losing or
+                    damaging index/); tags are asked upstream again, their content is found on disk
+Exit status: 0 when nothing is wrong, 1 when problems were found (also when --repair fixed them).
+`;
+
+const FLAGS = new Set(['--verify-digests', '--repair', '--rebuild-index']);
+
+export async function fsck(ctx: CommandContext): Promise<void> {
+  for (const arg of ctx.args) if (!FLAGS.has(arg)) throw new UsageError(`fsck: unexpected argument ${JSON.stringify(arg)}`, FSCK_HELP);
+  const verifyDigests = ctx.args.includes('--verify-digests');
+  const config = await loadConfig({ file: ctx.configFile, env: ctx.env });
+  const store = new DiskBlobStore(config.dataDir);
+  const hooks = progressHooks(verifyDigests || ctx.args.includes('--rebuild-index'));
+  let report: FsckReport;
+  if (ctx.args.includes('--rebuild-index')) {
+    // A lost or corrupt index may not even open; a locked one means the mirror runs.
+    await openIndex(config.dataDir).then(
+      (db) => db.close(),
+      (err: unknown) => {
+        if (isLockError(err)) throw new Error(`the index in ${config.dataDir} is in use by a running regmirror: stop it first`);
+      },
+    );
+    await rm(join(config.dataDir, 'index'), { recursive: true, force: true });
+    const db = await openIndexOf(config);
+    try {
+      report = await rebuildIndex(config.dataDir, new BlobIndex(db, 1000), store, { verifyDigests }, hooks);
+    } finally {
+      await db.close();
+    }
+  } else {
+    const db = await openIndexOf(config);
+    try {
+      report = await checkStore(config.dataDir, new BlobIndex(db, 1000), store, { verifyDigests, repair: ctx.args.includes('--repair') }, hooks);
+    } finally {
+      await db.close();
+    }
+  }
+  ctx.out(summary(report, config.dataDir, ctx.args.includes('--rebuild-index')));
+  if (report.problems.length > 0) process.exitCode = 1;
+}
+
+function progressHooks(show: boolean): FsckHooks {
+  if (!show) return {};
+  let bar: ReturnType<typeof progressBar> | undefined;
+  return {
+    onHashStart: (total) => (bar = progressBar('fsck', total, humanBytes)),
+    onHashed: (bytes) => {
+      bar?.advance(bytes);
+    },
+  };
+}
+
+function summary(r: FsckReport, dataDir: string, rebuilt: boolean): string {
+  const lines = r.problems.map((p) => `${p.problem}: ${p.digest ?? p.path ?? ''} (${p.detail})`);
+  lines.push(
+    `${dataDir}: ${r.files} file(s), ${humanBytes(r.bytes)}; ${r.records} index record(s)` +
+      (rebuilt ? ' (rebuilt)' : '') +
+      (r.unindexed > 0 ? `; ${r.unindexed} file(s) without a record (adopted by the next download or --repair)` : '') +
+      (r.tempFilesRemoved > 0 ? `; ${r.tempFilesRemoved} temp file(s) removed` : '') +
+      (r.repaired > 0 && !rebuilt ? `; ${r.repaired} repaired` : ''),
+    r.problems.length === 0 ? 'no problems found' : `${r.problems.length} problem(s) found`,
+  );
+  return `${lines.join('\n')}\n`;
+}
