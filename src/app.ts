@@ -14,11 +14,13 @@ import type { Config } from './config/schema.js';
 import { createRoutes } from './http/routes.js';
 import { RegistryServer } from './http/server.js';
 import { BlobIndex } from './index/blob-index.js';
-import { openIndex } from './index/db.js';
+import { openIndex, type IndexDb } from './index/db.js';
 import { LevelTagIndex } from './index/tag-index.js';
 import { PinIndex } from './index/pin-index.js';
 import { Metrics } from './metrics/metrics.js';
 import { RegistryClient } from './upstream/client.js';
+import { OfflineUpstream } from './upstream/offline.js';
+import type { Upstream } from './upstream/upstream.js';
 import { RateLimitTracker } from './upstream/rate-limit.js';
 
 const STATS_FLUSH_MS = 5000;
@@ -35,26 +37,48 @@ export interface Mirror {
   close(): Promise<void>;
 }
 
-export async function createMirror(config: Config, log: Logger): Promise<Mirror> {
-  // Unreadable TLS files fail the start before anything touches the data directory.
-  const tls = config.tls && { cert: await readFile(config.tls.cert), key: await readFile(config.tls.key) };
-  const metrics = new Metrics(new Registry());
+/** The cache without its HTTP server: what `serve` runs behind the routes, and what `seed` and `import` drive. */
+export interface CacheCore {
+  readonly config: Config;
+  readonly metrics: Metrics;
+  readonly store: DiskBlobStore;
+  readonly db: IndexDb;
+  readonly index: BlobIndex;
+  readonly tags: LevelTagIndex;
+  readonly pins: PinIndex;
+  readonly upstream: Upstream;
+  /** The real client, or undefined when offline. */
+  readonly client: RegistryClient | undefined;
+  readonly fills: BlobFills;
+  readonly blobs: BlobCache;
+  readonly manifests: ManifestCache;
+  readonly retention: Retention;
+  /** Writes batched access times and tag statistics. */
+  flush(): Promise<void>;
+  /** Aborts downloads, flushes, closes upstream and the index. */
+  close(): Promise<void>;
+}
+
+/** Opens the data directory (removing temp files of interrupted downloads) and wires the cache together. */
+export async function openCache(config: Config, log: Logger, metrics = new Metrics(new Registry())): Promise<CacheCore> {
   const store = new DiskBlobStore(config.dataDir);
   const { removedTempFiles } = await store.init();
   if (removedTempFiles > 0) log.info({ removedTempFiles }, 'removed unfinished downloads');
   const db = await openIndex(config.dataDir);
   const index = new BlobIndex(db, config.cache.metadataEntries);
   const tags = new LevelTagIndex(db, config.cache.metadataEntries);
+  const pins = new PinIndex(db);
   const usage = await index.loadUsage();
   metrics.setUsageSource(() => index.usage);
   log.info({ storedBytes: usage.bytes, storedBlobs: usage.count }, 'index open');
   const rateLimit = new RateLimitTracker(config.rateLimit.reserve, metrics, log.child({ module: 'ratelimit' }));
-  const upstream = new RegistryClient(config.upstream, metrics, rateLimit);
+  const client = config.upstream.url === 'none' ? undefined : new RegistryClient(config.upstream, metrics, rateLimit);
+  const upstream: Upstream = client ?? new OfflineUpstream(config.upstream.name);
   const retention = new Retention({
     store,
     index,
     tags,
-    pins: new PinIndex(db),
+    pins,
     upstreamName: config.upstream.name,
     filling: (digest) => fills.isFilling(digest),
     metrics,
@@ -82,6 +106,41 @@ export async function createMirror(config: Config, log: Logger): Promise<Mirror>
     log: log.child({ module: 'manifests' }),
     memoryBytes: config.cache.manifestMemoryBytes,
   });
+  // Pull counts per tag and last-access times reach the index in batches, not one write per hit.
+  const flush = async (): Promise<void> => {
+    await tags.flush().catch((err: unknown) => log.warn({ err }, 'tag statistics not saved'));
+    await index.flush().catch((err: unknown) => log.warn({ err }, 'access times not saved'));
+  };
+  return {
+    config,
+    metrics,
+    store,
+    db,
+    index,
+    tags,
+    pins,
+    upstream,
+    client,
+    fills,
+    blobs,
+    manifests,
+    retention,
+    flush,
+    async close() {
+      await fills.abortAll();
+      await flush();
+      await upstream.close();
+      await db.close();
+    },
+  };
+}
+
+export async function createMirror(config: Config, log: Logger): Promise<Mirror> {
+  // Unreadable TLS files fail the start before anything touches the data directory.
+  const tls = config.tls && { cert: await readFile(config.tls.cert), key: await readFile(config.tls.key) };
+  const core = await openCache(config, log);
+  const { metrics, db, client, blobs, manifests, upstream, retention } = core;
+  const flush = (): Promise<void> => core.flush();
   const server = new RegistryServer({
     handler: createRoutes({
       readiness: async () => {
@@ -90,8 +149,8 @@ export async function createMirror(config: Config, log: Logger): Promise<Mirror>
           () => true,
           () => false,
         );
-        const breaker = upstream.breaker.state;
-        return { ready: index === 'open' && writable, index, dataDirWritable: writable, upstream: { breaker } };
+        const state = client ? { breaker: client.breaker.state } : { offline: true };
+        return { ready: index === 'open' && writable, index, dataDirWritable: writable, upstream: state };
       },
       blobs,
       manifests,
@@ -103,15 +162,10 @@ export async function createMirror(config: Config, log: Logger): Promise<Mirror>
     metrics,
     tls,
   });
-  // Pull counts per tag and last-access times reach the index in batches, not one write per hit.
-  const flush = async (): Promise<void> => {
-    await tags.flush().catch((err: unknown) => log.warn({ err }, 'tag statistics not saved'));
-    await index.flush().catch((err: unknown) => log.warn({ err }, 'access times not saved'));
-  };
   const flushTimer = setInterval(() => void flush(), STATS_FLUSH_MS);
   flushTimer.unref();
   // A quota lowered since the last run is enforced at start, not at the first download.
-  retention.evictToLowMark().catch((err: unknown) => log.warn({ err }, 'eviction failed'));
+  retention.enforceQuota().catch((err: unknown) => log.warn({ err }, 'eviction failed'));
   const gc = async (): Promise<GcReport> => {
     await flush();
     const report = await retention.gc({ dryRun: false });
@@ -130,10 +184,7 @@ export async function createMirror(config: Config, log: Logger): Promise<Mirror>
       clearInterval(flushTimer);
       if (gcTimer) clearInterval(gcTimer);
       await server.close(config.shutdownTimeout);
-      await fills.abortAll();
-      await flush();
-      await upstream.close();
-      await db.close();
+      await core.close();
     },
   };
 }

@@ -3,7 +3,9 @@
 import { ConfigError } from './config/load.js';
 import { CERT_HELP, cert } from './cli/cert.js';
 import { UsageError, type CommandContext } from './cli/command.js';
+import { EXPORT_HELP, IMPORT_HELP, exportCommand, importCommand } from './cli/bundle.js';
 import { FSCK_HELP, fsck } from './cli/fsck.js';
+import { SEED_HELP, seed } from './cli/seed.js';
 import { GC_HELP, gc } from './cli/gc.js';
 import { LS_HELP, ls } from './cli/ls.js';
 import { PIN_HELP, pin, unpin } from './cli/pin.js';
@@ -12,6 +14,9 @@ import { SERVE_HELP, serve } from './cli/serve.js';
 const COMMANDS = {
   serve: { run: serve, help: SERVE_HELP, summary: 'run the mirror (the default)' },
   ls: { run: ls, help: LS_HELP, summary: 'list cached repositories and tags' },
+  seed: { run: seed, help: SEED_HELP, summary: 'pull images into the cache and pin them (mirror stopped)' },
+  export: { run: exportCommand, help: EXPORT_HELP, summary: 'write cached images as an OCI layout tar' },
+  import: { run: importCommand, help: IMPORT_HELP, summary: 'load an OCI layout tar or directory, verified' },
   gc: { run: gc, help: GC_HELP, summary: 'remove content no tag or pin reaches (mirror stopped)' },
   pin: { run: pin, help: PIN_HELP, summary: 'keep an image whatever the quota; list pins' },
   unpin: { run: unpin, help: PIN_HELP, summary: 'stop keeping an image' },

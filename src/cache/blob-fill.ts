@@ -123,7 +123,8 @@ export class BlobFill {
     }
     try {
       while (handle) {
-        if (this.error) {
+        // A failure after verification (the fsync or rename hit a full disk) leaves the bytes good: read on.
+        if (this.error && !this.verified) {
           if (this.diskFull) break;
           throw this.error;
         }
@@ -324,6 +325,12 @@ export class BlobFills {
     });
     this.running.add(running);
     return fill;
+  }
+
+  /** Resolves once the download of `digest` (if one runs) has ended, successfully or not. */
+  async settled(digest: Digest): Promise<void> {
+    const fill = await this.inFlight.get(digest)?.catch(() => undefined);
+    await fill?.settled;
   }
 
   /** Whether a download of the digest runs: its content must not be evicted or collected meanwhile. */

@@ -15,6 +15,7 @@ import type { AcceptClass } from '../registry/media-types.js';
 import type { Digest, Repository, Tag } from '../registry/reference.js';
 import { UpstreamError } from '../upstream/errors.js';
 import type { FetchedManifest, ManifestHead, Upstream } from '../upstream/upstream.js';
+import { OFFLINE_NOTE } from '../upstream/offline.js';
 import { diskFullReason, readWhole, type BlobStore } from './blob-store.js';
 import { SingleFlight } from './single-flight.js';
 import { tagTtlPolicy, type TagTtl } from './tag-policy.js';
@@ -71,11 +72,11 @@ export class ManifestCache {
     if (local) return local;
     if (!withBody) {
       const head = await this.deps.upstream.resolveManifest(repo, digest, { accept: accept.header });
-      if (!head) throw manifestUnknown(repo, digest);
+      if (!head) throw this.unknown(repo, digest);
       return { digest, mediaType: head.mediaType, size: head.size, bytes: undefined, source: 'miss' };
     }
     const { value, shared } = await this.fetches.do(`${digest}`, () => this.fetchAndStore(repo, digest, accept));
-    if (!value) throw manifestUnknown(repo, digest);
+    if (!value) throw this.unknown(repo, digest);
     return answer(value, shared ? 'coalesced' : 'miss');
   }
 
@@ -84,26 +85,28 @@ export class ManifestCache {
    * revalidates, and a GET is spent only when the digest changed. While the pull allowance is at its reserve,
    * or when upstream fails, a cached tag is served as last seen.
    */
-  async byTag(repo: Repository, tag: Tag, accept: AcceptClass, withBody: boolean): Promise<ManifestAnswer> {
+  async byTag(repo: Repository, tag: Tag, accept: AcceptClass, withBody: boolean, options: { revalidate?: boolean } = {}): Promise<ManifestAnswer> {
     const key: TagKey = { upstream: this.deps.upstream.name, repo, tag, acceptKey: accept.key };
-    const answer = await this.answerTag(key, accept, withBody);
+    const answer = await this.answerTag(key, accept, withBody, options.revalidate ?? false);
     if (withBody) this.deps.tags.touch(key, this.now());
     return answer;
   }
 
-  private async answerTag(key: TagKey, accept: AcceptClass, withBody: boolean): Promise<ManifestAnswer> {
+  /** `revalidate`: ask upstream (HEAD) whatever the TTL says (`regmirror seed` wants the current image). */
+  private async answerTag(key: TagKey, accept: AcceptClass, withBody: boolean, revalidate: boolean): Promise<ManifestAnswer> {
     const { repo, tag } = key as TagKey & { repo: Repository; tag: Tag };
     const id = tagKeyString(key);
-    if ((this.notFound.get(id) ?? 0) > this.now()) throw manifestUnknown(repo, tag);
-    const entry = await this.deps.tags.get(key);
+    if ((this.notFound.get(id) ?? 0) > this.now()) throw this.unknown(repo, tag);
+    const entry = (await this.deps.tags.get(key)) ?? (await this.anyAccepted(key, accept));
     const cached = entry ? await this.local(entry.digest, withBody) : undefined;
     if (!entry || !cached) return this.resolve(key, accept, withBody);
-    if (this.now() - entry.checkedAt < this.ttl(repo, tag)) return cached;
+    // Air-gapped: what was seeded or imported is the truth, however old.
+    if (this.deps.upstream.offline || (!revalidate && this.now() - entry.checkedAt < this.ttl(repo, tag))) return cached;
     if (this.deps.rateLimit.conserving()) {
       this.deps.metrics.staleServed.inc({ reason: 'ratelimit' });
       return cached;
     }
-    if (this.deps.tagsConfig.staleWhileRevalidate) {
+    if (this.deps.tagsConfig.staleWhileRevalidate && !revalidate) {
       this.revalidate(key, entry, cached, accept, true).catch((err: unknown) => {
         this.deps.log.warn({ err, repo, tag }, 'background tag revalidation failed');
       });
@@ -134,7 +137,7 @@ export class ManifestCache {
     }
     if (!head) {
       this.notFound.set(tagKeyString(key), this.now() + this.deps.tagsConfig.notFoundTtl);
-      throw manifestUnknown(key.repo as Repository, key.tag);
+      throw this.unknown(key.repo as Repository, key.tag);
     }
     if (head.digest === entry.digest) {
       metrics.tagRevalidations.inc({ result: 'unchanged' });
@@ -150,7 +153,7 @@ export class ManifestCache {
     const head = await this.head(key, accept);
     if (!head) {
       this.notFound.set(tagKeyString(key), this.now() + this.deps.tagsConfig.notFoundTtl);
-      throw manifestUnknown(key.repo as Repository, key.tag);
+      throw this.unknown(key.repo as Repository, key.tag);
     }
     return this.fromHead(key, head, accept, withBody);
   }
@@ -182,7 +185,7 @@ export class ManifestCache {
     const { value, shared } = await this.fetches.do(`${reference}#${accept.key}`, () =>
       this.fetchAndStore(repo, reference, accept),
     );
-    if (!value) throw manifestUnknown(repo, key.tag);
+    if (!value) throw this.unknown(repo, key.tag);
     const result = answer(value, shared ? 'coalesced' : 'miss');
     this.checkAccepted(result, accept, repo, key.tag);
     await this.remember(key, result);
@@ -244,6 +247,20 @@ export class ManifestCache {
     }
   }
 
+  /**
+   * A tag cached (or imported, or seeded) under another Accept answers a client that accepts its media type:
+   * an air-gapped mirror has no upstream to ask how it would answer this client, and an online one still
+   * revalidates it past its TTL as usual.
+   */
+  private async anyAccepted(key: TagKey, accept: AcceptClass): Promise<TagEntry | undefined> {
+    const entries = await this.deps.tags.entriesFor(key.upstream, key.repo, key.tag);
+    return entries.find((e) => accept.accepts(e.mediaType));
+  }
+
+  private unknown(repo: Repository, reference: string): RegistryError {
+    return manifestUnknown(repo, reference, this.deps.upstream.offline);
+  }
+
   private async remember(key: TagKey, manifest: ManifestAnswer): Promise<void> {
     try {
       await this.deps.tags.put({ ...key, digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.size, checkedAt: this.now() });
@@ -268,6 +285,7 @@ function answer(manifest: FetchedManifest, source: ManifestSource): ManifestAnsw
   return { digest, mediaType, size: bytes.length, bytes, source };
 }
 
-function manifestUnknown(repo: Repository, reference: string): RegistryError {
-  return new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { detail: { name: repo, reference } });
+function manifestUnknown(repo: Repository, reference: string, offline = false): RegistryError {
+  const message = offline ? `manifest unknown: ${OFFLINE_NOTE}` : 'manifest unknown';
+  return new RegistryError('MANIFEST_UNKNOWN', message, { detail: { name: repo, reference } });
 }

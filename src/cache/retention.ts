@@ -109,6 +109,12 @@ export class Retention {
     return release;
   }
 
+  /** At start: a quota lowered since the last run, or a store restored from elsewhere, is brought under it. */
+  async enforceQuota(): Promise<void> {
+    const high = this.highMark;
+    if (high !== undefined && this.deps.index.usage.bytes > high) await this.evictToLowMark();
+  }
+
   /** Evicts least recently used content until under the low mark (one run at a time; callers share it). */
   evictToLowMark(): Promise<void> {
     this.evicting ??= this.evict().finally(() => (this.evicting = undefined));

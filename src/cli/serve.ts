@@ -5,10 +5,11 @@ import { loadConfig } from '../config/load.js';
 import { UsageError, type CommandContext } from './command.js';
 
 export const SERVE_HELP = `usage: regmirror serve [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--upstream URL]
-                      [--log-level LEVEL]
+                      [--log-level LEVEL] [--offline]
 
 Runs the registry mirror. Without --config, built-in defaults apply (config/default.yaml lists them all).
-Flags override the environment, which overrides the file.
+Flags override the environment, which overrides the file. --offline (or upstream.url "none") never contacts
+an upstream: cached tags are served whatever their age, and a miss is a 404 saying the mirror is offline.
 Environment overrides: REGMIRROR_CONFIG (config file), REGMIRROR_LISTEN (host:port), REGMIRROR_DATA (data
 directory), REGMIRROR_UPSTREAM (upstream URL), REGMIRROR_TAG_TTL, REGMIRROR_UPSTREAM_USERNAME,
 REGMIRROR_UPSTREAM_PASSWORD, REGMIRROR_LOG_LEVEL.
@@ -24,13 +25,18 @@ const FLAGS: Readonly<Record<string, (value: string) => Record<string, unknown>>
 
 export async function serve(ctx: CommandContext): Promise<void> {
   const overrides: Record<string, unknown>[] = [];
-  for (let i = 0; i < ctx.args.length; i += 2) {
-    const [flag = '', value] = [ctx.args[i], ctx.args[i + 1]];
+  const args = ctx.args.filter((arg) => arg !== '--offline');
+  for (let i = 0; i < args.length; i += 2) {
+    const [flag = '', value] = [args[i], args[i + 1]];
     const toConfig = FLAGS[flag];
     if (!toConfig || value === undefined) throw new UsageError(`serve: unexpected argument ${JSON.stringify(flag)}`, SERVE_HELP);
     overrides.push(toConfig(value));
   }
-  const config = await loadConfig({ file: ctx.configFile, env: ctx.env, overrides: Object.assign({}, ...overrides) as Record<string, unknown> });
+  // --offline wins over --upstream: both set upstream.url, and overrides merge in order, one level deep.
+  if (args.length < ctx.args.length) overrides.push({ upstream: { url: 'none' } });
+  const merged: Record<string, unknown> = {};
+  for (const o of overrides) for (const [k, v] of Object.entries(o)) merged[k] = typeof v === 'object' && v !== null ? { ...(merged[k] as object), ...v } : v;
+  const config = await loadConfig({ file: ctx.configFile, env: ctx.env, overrides: merged });
   const log = pino({ level: config.log.level, base: { service: 'regmirror' } });
   const mirror = await createMirror(config, log);
   const address = await mirror.listen();

@@ -43,7 +43,9 @@ const listen = z.string().transform((text, ctx) => {
   return parsed;
 });
 
+/** An http(s) origin, or "none": an air-gapped mirror with no upstream at all. */
 const upstreamUrl = z.string().transform((text, ctx) => {
+  if (text === 'none') return text;
   let url: URL;
   try {
     url = new URL(text);

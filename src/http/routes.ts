@@ -15,6 +15,7 @@ import {
   type Digest,
   type Repository,
 } from '../registry/reference.js';
+import { OFFLINE_NOTE } from '../upstream/offline.js';
 import type { Upstream } from '../upstream/upstream.js';
 import { header, type RequestContext } from './context.js';
 import { contentRange, parseRange } from './range.js';
@@ -111,7 +112,7 @@ async function serveBlob(deps: RouteDeps, ctx: RequestContext, repo: Repository,
   const digest = parseDigest(reference);
   if (ctx.method === 'HEAD') {
     const meta = await deps.blobs.head(repo, digest);
-    if (!meta) throw blobUnknown(repo, digest);
+    if (!meta) throw blobUnknown(repo, digest, deps.upstream.offline);
     ctx.cache = meta.source;
     ctx.res.writeHead(200, {
       ...API_VERSION,
@@ -127,7 +128,7 @@ async function serveBlob(deps: RouteDeps, ctx: RequestContext, repo: Repository,
     (await deps.blobs.lookup(digest)) ??
     (await deps.blobs.fetch(repo, digest)) ??
     (await manifestAsBlob(deps, repo, digest));
-  if (!blob) throw blobUnknown(repo, digest);
+  if (!blob) throw blobUnknown(repo, digest, deps.upstream.offline);
   ctx.cache = blob.source;
   deps.metrics.cacheRequests.inc({ kind: 'blob', result: blob.source });
   await sendBlob(deps, ctx, digest, blob);
@@ -203,7 +204,10 @@ async function manifestAsBlob(deps: RouteDeps, repo: Repository, digest: Digest)
 async function serveTags(deps: RouteDeps, ctx: RequestContext, repo: Repository) {
   ctx.kind = 'tags';
   const list = await deps.upstream.listTags(repo, ctx.query, {});
-  if (!list) throw new RegistryError('NAME_UNKNOWN', 'repository name not known to registry', { detail: { name: repo } });
+  if (!list) {
+    const message = deps.upstream.offline ? `repository name not known to registry: ${OFFLINE_NOTE}` : 'repository name not known to registry';
+    throw new RegistryError('NAME_UNKNOWN', message, { detail: { name: repo } });
+  }
   ctx.cache = 'miss';
   deps.metrics.cacheRequests.inc({ kind: 'tags', result: 'miss' });
   ctx.res.writeHead(200, {
@@ -258,6 +262,7 @@ function decode(reference: string): string {
   }
 }
 
-function blobUnknown(repo: Repository, digest: string): RegistryError {
-  return new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { name: repo, digest } });
+function blobUnknown(repo: Repository, digest: string, offline = false): RegistryError {
+  const message = offline ? `blob unknown to registry: ${OFFLINE_NOTE}` : 'blob unknown to registry';
+  return new RegistryError('BLOB_UNKNOWN', message, { detail: { name: repo, digest } });
 }

@@ -30,6 +30,8 @@ export interface TagIndex {
   touch(key: TagKey, now: number): void;
   flush(): Promise<void>;
   entries(): AsyncIterable<TagEntry>;
+  /** The records of one tag, for every accept class it was cached under. */
+  entriesFor(upstream: string, repo: string, tag: string): Promise<TagEntry[]>;
 }
 
 export function tagKeyString(key: TagKey): string {
@@ -91,6 +93,11 @@ export class LevelTagIndex implements TagIndex {
 
   async *entries(): AsyncIterable<TagEntry> {
     for await (const value of this.db.values()) yield value;
+  }
+
+  async entriesFor(upstream: string, repo: string, tag: string): Promise<TagEntry[]> {
+    const prefix = `${upstream}/${repo}:${tag}#`;
+    return this.db.values({ gte: prefix, lt: `${prefix}\uffff` }).all();
   }
 
   private counted(entry: TagEntry, pending: PendingHits): Pick<TagEntry, 'hits' | 'pulledAt'> {

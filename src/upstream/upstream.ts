@@ -40,6 +40,8 @@ export interface ManifestRequest {
 export interface Upstream {
   /** Keys cached tag records: `docker.io`. */
   readonly name: string;
+  /** True when there is no upstream at all (air-gapped): misses answer at once, cached tags never expire. */
+  readonly offline?: boolean;
   /** HEAD: tells the current digest without spending a Docker Hub pull. */
   resolveManifest(repo: Repository, reference: string, request: ManifestRequest): Promise<ManifestHead | undefined>;
   /** GET: spends a pull on Docker Hub when reference is a tag or digest of an image manifest. */

@@ -71,11 +71,13 @@ describe('quota and LRU eviction', () => {
       config: { cache: { maxBytes: String(maxBytes), highWatermark: 0.9, lowWatermark: 0.75, pins: [`quota/app1:1`] } },
     });
     try {
+      const used: number[] = [];
       for (const [i, image] of images.entries()) {
         await pull(mirror.url, image.repo, image.tag); // verifies every digest
         // A client has its last byte once the digest checks out; the rename into the store follows.
         await expect.poll(async () => metricValue(await mirror.metrics(), 'regmirror_blob_fills_in_flight')).toBe(0);
         const files = await storedFiles(mirror.dataDir);
+        used.push(sum(files.values()));
         expect(sum(files.values()), `after pulling ${image.repo}`).toBeLessThanOrEqual(high);
         // Every pinned digest is still there.
         if (i >= 1) for (const d of imageDigests(pinned)) expect(files.has(d), `pinned ${d} of ${JSON.stringify(imageDigests(pinned))} after ${image.repo}; stored ${[...files.keys()].join(",")}`).toBe(true);
@@ -87,6 +89,8 @@ describe('quota and LRU eviction', () => {
       }
       const metrics = await mirror.metrics();
       expect(metricValue(metrics, 'regmirror_evictions_total')).toBeGreaterThan(0);
+      const mib = (n: number) => (n / MiB).toFixed(1);
+      console.log(`quota: set ${mib(setBytes)} MiB, maxBytes ${mib(maxBytes)} MiB, high mark ${mib(high)} MiB; stored after each pull: ${used.map(mib).join(', ')} MiB; ${metricValue(metrics, 'regmirror_evictions_total')} evictions`);
       expect(metricValue(metrics, 'regmirror_store_bytes')).toBe(sum((await storedFiles(mirror.dataDir)).values()));
       // The oldest image was evicted; pulling it again fetches it again, byte-correct.
       front.reset();
