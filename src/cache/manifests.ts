@@ -254,7 +254,10 @@ export class ManifestCache {
    */
   private async anyAccepted(key: TagKey, accept: AcceptClass): Promise<TagEntry | undefined> {
     const entries = await this.deps.tags.entriesFor(key.upstream, key.repo, key.tag);
-    return entries.find((e) => accept.accepts(e.mediaType));
+    const found = entries.find((e) => accept.accepts(e.mediaType));
+    // Recorded under this client's class too (same digest and age), so its next request is a plain lookup.
+    if (found) await this.deps.tags.put({ ...found, acceptKey: key.acceptKey }).catch(() => undefined);
+    return found;
   }
 
   private unknown(repo: Repository, reference: string): RegistryError {

@@ -171,11 +171,6 @@ export class Retention {
     return { dryRun: options.dryRun, removed, bytes, reachable: reachable.size };
   }
 
-  /** Every digest a pin reaches: pinned manifests and all they name, stored or not. */
-  async pinned(): Promise<Set<Digest>> {
-    return this.reach(await this.pinRoots());
-  }
-
   private recent(digest: Digest, record: BlobRecord, cutoff: number): boolean {
     return record.createdAt > cutoff || this.deps.index.lastAccess(digest, record) > cutoff;
   }

@@ -2,7 +2,6 @@
 // cache with its tag records and rate-limit accounting, one shared verified download per blob), then pins them.
 import type { CacheCore } from '../app.js';
 import { acceptClass, MANIFEST_TYPES } from '../registry/media-types.js';
-import { manifestRefs } from '../registry/manifest-refs.js';
 import type { Digest, ImageReference, Repository, Tag } from '../registry/reference.js';
 
 /** Every manifest type: a seed takes the image as upstream has it (an index for multi-arch images). */
@@ -81,7 +80,6 @@ export async function seedImage(core: CacheCore, ref: ImageReference, platforms:
     const layers = (JSON.parse(image.bytes.toString('utf8')) as { config?: Descriptor; layers?: Descriptor[] });
     for (const d of [...(layers.config ? [layers.config] : []), ...(layers.layers ?? [])]) blobs.set(d.digest, d.size);
   }
-  for (const digest of manifestRefs(topBytes).blobs) blobs.set(digest, blobs.get(digest) ?? 0);
   progress.start(ref.canonical, [...blobs.values()].reduce((a, b) => a + b, 0));
   let bytesFetched = 0;
   let bytesCached = 0;
