@@ -1,7 +1,7 @@
 // One upstream download per digest. The download (the "fill") writes a temp file and belongs to no client;
 // every client, the first included, reads that file up to what is on disk, so a slow or vanished client
 // never slows the download or the others, and a late joiner can attach at any moment.
-import { createHash, type Hash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -9,10 +9,10 @@ import type { Logger } from 'pino';
 import type { BlobIndex } from '../index/blob-index.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { ByteRange } from '../registry/byte-range.js';
-import { digestAlgorithm, type Digest, type Repository } from '../registry/reference.js';
+import type { Digest, Repository } from '../registry/reference.js';
 import type { Upstream, UpstreamBlob } from '../upstream/upstream.js';
 import { diskFullReason, isNotFound, type BlobStore, type BlobWriter } from './blob-store.js';
-import { DigestMismatchError } from './digest-verify.js';
+import { DigestMismatchError, DigestVerifier } from './digest-verify.js';
 import type { Retention } from './retention.js';
 
 const TAIL_CHUNK = 256 * 1024;
@@ -107,16 +107,7 @@ export class BlobFill {
       return;
     }
     let position = range?.start ?? 0;
-    // No temp file at all when the disk was full before the first byte (spoolPath stays empty).
-    const opening = this.spoolPath === '' ? Promise.reject(Object.assign(new Error('no temp file'), { code: 'ENOENT' })) : open(this.spoolPath, 'r');
-    const handle = await opening.catch(async (err: unknown) => {
-      if (!isNotFound(err)) throw err;
-      // The temp file is gone: renamed into place (the fill is about to report success) or removed (failure).
-      await this.settled;
-      if (this.isDone()) return 'stored' as const;
-      if (this.diskFull) return undefined;
-      throw this.error ?? err;
-    });
+    const handle = await this.openSpool();
     if (handle === 'stored') {
       yield* await this.readStored(range);
       return;
@@ -150,6 +141,22 @@ export class BlobFill {
   }
 
   /**
+   * The temp file, or 'stored' when it is gone because the download succeeded (renamed into place), or
+   * undefined when the disk filled up (removed, or never made: then spoolPath stays empty).
+   */
+  private async openSpool(): Promise<FileHandle | 'stored' | undefined> {
+    try {
+      if (this.spoolPath !== '') return await open(this.spoolPath, 'r');
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    await this.settled;
+    if (this.isDone()) return 'stored';
+    if (this.diskFull) return undefined;
+    throw this.error ?? new Error(`temp file of ${this.digest} is gone`);
+  }
+
+  /**
    * After the disk filled up: the bytes that reached the temp file (still readable through this reader's open
    * handle, though the file is removed) and then the rest straight from upstream, uncached. A reader of the
    * whole blob goes on from the writer's hash and still gets its last byte only once the digest checks out.
@@ -167,12 +174,13 @@ export class BlobFill {
       yield buffer.subarray(0, bytesRead);
     }
     if (position >= end) return;
-    let hash: Hash | undefined;
+    // A whole-blob reader is verified to the end: from scratch, or from the writer's hash over the file.
+    let verifier: DigestVerifier | undefined;
     if (!range) {
-      if (position === 0) hash = createHash(digestAlgorithm(this.digest));
+      if (position === 0) verifier = new DigestVerifier(this.digest, this.size);
       else if (handle && position <= onDisk.length && onDisk.hash) {
-        // Bytes up to `position` went out from the file; the writer's hash covers the file up to onDisk.length.
-        hash = onDisk.hash.copy();
+        verifier = DigestVerifier.resume(this.digest, this.size, { length: onDisk.length, hash: onDisk.hash });
+        // Bytes up to `position` went out from the file; the rest of what is on disk goes out from it too.
         const gap = Buffer.allocUnsafe(onDisk.length - position);
         const { bytesRead } = gap.length > 0 ? await handle.read(gap, 0, gap.length, position) : { bytesRead: 0 };
         if (bytesRead !== gap.length) throw this.error ?? new Error('temp file shorter than written');
@@ -188,7 +196,7 @@ export class BlobFill {
     try {
       for await (const chunk of rest.body as AsyncIterable<Buffer>) {
         const piece = position + chunk.length > end ? chunk.subarray(0, end - position) : chunk;
-        hash?.update(piece);
+        verifier?.update(piece);
         position += piece.length;
         // The last piece waits for the digest check (whole-blob readers).
         if (held) yield held;
@@ -199,10 +207,7 @@ export class BlobFill {
       rest.body.destroy();
     }
     if (Number.isFinite(end) && position < end) throw new Error(`${this.digest}: upstream ended at byte ${position} of ${end}`);
-    if (hash) {
-      const actual = `${digestAlgorithm(this.digest)}:${hash.digest('hex')}`;
-      if (actual !== this.digest) throw new DigestMismatchError(this.digest, 'digest', `${this.digest}: content hashes to ${actual}`);
-    }
+    verifier?.finish();
     if (held) yield held;
   }
 
@@ -390,13 +395,13 @@ export class BlobFills {
       await writer.abort();
       metrics.upstreamBytes.inc(writer.bytesWritten);
       const failure = err instanceof Error ? err : new Error(String(err));
+      const full = diskFullReason(failure);
       if (failure instanceof DigestMismatchError) {
         metrics.verifyFailures.inc({ reason: failure.reason });
-      } else if (fill.size !== undefined && writer.bytesWritten < fill.size && !signal.aborted && !diskFullReason(failure)) {
+      } else if (fill.size !== undefined && writer.bytesWritten < fill.size && !signal.aborted && !full) {
         metrics.verifyFailures.inc({ reason: 'truncated' });
       }
       metrics.fills.inc({ result: 'error' });
-      const full = diskFullReason(failure);
       if (full) {
         this.diskFull(fill, failure, full, writer.hashedPrefix() ?? { length: writer.bytesWritten, hash: undefined });
         return;

@@ -27,8 +27,9 @@ export class DigestVerifier {
     readonly digest: Digest,
     /** Expected size; undefined when upstream did not announce one (then only the digest decides). */
     readonly expectedSize: number | undefined,
+    hash?: Hash,
   ) {
-    this.hash = createHash(digestAlgorithm(digest));
+    this.hash = hash ?? createHash(digestAlgorithm(digest));
   }
 
   get bytes(): number {
@@ -62,6 +63,13 @@ export class DigestVerifier {
     return { length: this.length, hash: this.hash.copy() };
   }
 
+  /** A verifier that goes on from a snapshot: the first `length` bytes are already hashed. */
+  static resume(digest: Digest, expectedSize: number | undefined, from: { length: number; hash: Hash }): DigestVerifier {
+    const verifier = new DigestVerifier(digest, expectedSize, from.hash.copy());
+    verifier.length = from.length;
+    return verifier;
+  }
+
   /** Called at end of input: throws unless every byte arrived and the digest matches. */
   finish(): void {
     if (this.expectedSize !== undefined && this.length !== this.expectedSize) {
@@ -76,6 +84,13 @@ export class DigestVerifier {
       throw new DigestMismatchError(this.digest, 'digest', `${this.digest}: content hashes to ${actual}`);
     }
   }
+}
+
+/** Reads `body` to its end and throws DigestMismatchError unless it is exactly the content named by `digest`. */
+export async function verifyStream(body: AsyncIterable<Buffer>, digest: Digest, expectedSize: number | undefined): Promise<void> {
+  const verifier = new DigestVerifier(digest, expectedSize);
+  for await (const chunk of body) verifier.update(chunk);
+  verifier.finish();
 }
 
 /** A pass-through Transform that fails the pipeline before EOF on excess bytes, and at EOF on any mismatch. */

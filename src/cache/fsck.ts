@@ -9,7 +9,7 @@ import type { BlobIndex, BlobRecord } from '../index/blob-index.js';
 import { DOCKER_MANIFEST_V1_SIGNED, OCI_INDEX, OCI_MANIFEST } from '../registry/media-types.js';
 import { isDigest, type Digest } from '../registry/reference.js';
 import { readWhole, type DiskBlobStore } from './blob-store.js';
-import { DigestVerifier } from './digest-verify.js';
+import { verifyStream } from './digest-verify.js';
 
 export interface StoredFile {
   digest: Digest;
@@ -67,10 +67,8 @@ export async function listStoredFiles(dataDir: string): Promise<{ files: StoredF
 }
 
 async function hashMatches(file: StoredFile): Promise<boolean> {
-  const verifier = new DigestVerifier(file.digest, file.size);
   try {
-    for await (const chunk of createReadStream(file.path, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) verifier.update(chunk);
-    verifier.finish();
+    await verifyStream(createReadStream(file.path, { highWaterMark: 1024 * 1024 }), file.digest, file.size);
     return true;
   } catch {
     return false;

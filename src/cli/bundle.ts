@@ -2,15 +2,12 @@
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
-import { pino } from 'pino';
-import { openCache, type CacheCore } from '../app.js';
-import type { Config } from '../config/schema.js';
 import { loadConfig } from '../config/load.js';
 import { writeBundle } from '../seed/export.js';
 import { BundleError, bundleSize, importBundle, readHave } from '../seed/import.js';
 import { allRoots, closure, rootsFor } from '../seed/oci-layout.js';
 import { UsageError, type CommandContext } from './command.js';
-import { isLockError } from './data-dir.js';
+import { openCacheOf } from './data-dir.js';
 import { humanBytes, progressBar } from './progress.js';
 import { referenceArgs } from './seed.js';
 
@@ -30,13 +27,6 @@ recorded and pinned only once the whole bundle checked out. A bad bundle is refu
 the cache stays as it was.
 `;
 
-async function open(config: Config): Promise<CacheCore> {
-  return openCache(config, pino({ level: 'silent' })).catch((err: unknown) => {
-    if (isLockError(err)) throw new Error(`the index in ${config.dataDir} is in use by a running regmirror: stop it first`);
-    throw err;
-  });
-}
-
 export async function exportCommand(ctx: CommandContext): Promise<void> {
   const { refs, rest } = await referenceArgs(ctx.args, EXPORT_HELP, 'export');
   let output: string | undefined;
@@ -53,7 +43,7 @@ export async function exportCommand(ctx: CommandContext): Promise<void> {
   if ((refs.length > 0 ? 1 : 0) + (which ? 1 : 0) !== 1) throw new UsageError('export: name images, or --pinned, or --all (one of them)', EXPORT_HELP);
   const have = havePath ? await readHave(havePath).catch((err: Error) => { throw new Error(`export: --have ${havePath}: ${err.message}`); }) : new Set<string>();
   const config = await loadConfig({ file: ctx.configFile, env: ctx.env });
-  const core = await open(config);
+  const core = await openCacheOf(config);
   // Written beside the target and renamed at the end: a failed export leaves no half bundle under its name.
   const partial = `${output}.partial`;
   try {
@@ -84,7 +74,7 @@ export async function importCommand(ctx: CommandContext): Promise<void> {
     throw new Error(`import: cannot read ${source}: ${err.message}`);
   });
   const config = await loadConfig({ file: ctx.configFile, env: ctx.env });
-  const core = await open(config);
+  const core = await openCacheOf(config);
   try {
     const bar = progressBar('import', total, humanBytes);
     const summary = await importBundle(core, source, (n) => bar.advance(n)).catch((err: unknown) => {

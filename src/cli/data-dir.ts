@@ -1,5 +1,7 @@
 // What the maintenance commands (ls, gc, pin, unpin, fsck) open: the data directory of a stopped mirror.
 // LevelDB takes a lock, so a running mirror's directory is refused with a message saying so.
+import { pino } from 'pino';
+import { openCache, type CacheCore } from '../app.js';
 import { DiskBlobStore } from '../cache/blob-store.js';
 import type { Config } from '../config/schema.js';
 import { BlobIndex } from '../index/blob-index.js';
@@ -21,13 +23,24 @@ export function isLockError(err: unknown): boolean {
   return e?.code === 'LEVEL_LOCKED' || /lock/i.test(String(e?.cause?.message ?? e?.message));
 }
 
+export function inUseError(config: Config): Error {
+  return new Error(`the index in ${config.dataDir} is in use by a running regmirror: stop it first`);
+}
+
 export async function openIndexOf(config: Config): Promise<IndexDb> {
   try {
     return await openIndex(config.dataDir);
   } catch (err) {
-    if (isLockError(err)) throw new Error(`the index in ${config.dataDir} is in use by a running regmirror: stop it first`);
+    if (isLockError(err)) throw inUseError(config);
     throw new Error(`cannot open the index in ${config.dataDir}: ${(err as Error).message}`);
   }
+}
+
+/** The whole cache (seed, export, import drive it as the server would), quiet, of a stopped mirror. */
+export async function openCacheOf(config: Config): Promise<CacheCore> {
+  return openCache(config, pino({ level: 'silent' })).catch((err: unknown) => {
+    throw isLockError(err) ? inUseError(config) : err;
+  });
 }
 
 export async function openDataDir(config: Config): Promise<OpenDataDir> {

@@ -7,7 +7,7 @@ import { loadConfig } from '../config/load.js';
 import { BlobIndex } from '../index/blob-index.js';
 import { openIndex } from '../index/db.js';
 import { UsageError, type CommandContext } from './command.js';
-import { isLockError, openIndexOf } from './data-dir.js';
+import { inUseError, isLockError, openIndexOf } from './data-dir.js';
 import { humanBytes, progressBar } from './progress.js';
 
 export const FSCK_HELP = `usage: regmirror fsck [--config FILE] [--verify-digests] [--repair] [--rebuild-index]
@@ -35,7 +35,7 @@ export async function fsck(ctx: CommandContext): Promise<void> {
     await openIndex(config.dataDir).then(
       (db) => db.close(),
       (err: unknown) => {
-        if (isLockError(err)) throw new Error(`the index in ${config.dataDir} is in use by a running regmirror: stop it first`);
+        if (isLockError(err)) throw inUseError(config);
       },
     );
     await rm(join(config.dataDir, 'index'), { recursive: true, force: true });

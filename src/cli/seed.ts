@@ -1,13 +1,11 @@
 // `regmirror seed`: fills a stopped mirror's cache with images, through the server's own code path, and pins them.
 import { readFile } from 'node:fs/promises';
-import { pino } from 'pino';
-import { openCache } from '../app.js';
 import { loadConfig } from '../config/load.js';
 import { RegistryError } from '../registry/errors.js';
 import { parseImageReference, type ImageReference } from '../registry/reference.js';
 import { parsePlatforms, pullsSpent, seedImage, type Platform, type SeedProgress } from '../seed/seed.js';
 import { UsageError, type CommandContext } from './command.js';
-import { isLockError } from './data-dir.js';
+import { openCacheOf } from './data-dir.js';
 import { humanBytes, progressBar, type Progress } from './progress.js';
 
 export const SEED_HELP = `usage: regmirror seed [--config FILE] IMAGE... | -f images.txt
@@ -72,10 +70,7 @@ export async function seed(ctx: CommandContext): Promise<void> {
   if (refs.length === 0) throw new UsageError('seed: name at least one image', SEED_HELP);
   const config = await loadConfig({ file: ctx.configFile, env: ctx.env });
   if (config.upstream.url === 'none') throw new Error('seed: this mirror is offline (upstream.url is none): nothing to seed from');
-  const core = await openCache(config, pino({ level: 'silent' })).catch((err: unknown) => {
-    if (isLockError(err)) throw new Error(`the index in ${config.dataDir} is in use by a running regmirror: stop it first`);
-    throw err;
-  });
+  const core = await openCacheOf(config);
   let bar: Progress | undefined;
   const progress: SeedProgress = {
     start: (image, total) => (bar = progressBar(image, total, humanBytes)),

@@ -11,7 +11,7 @@ import type { CacheCore } from '../app.js';
 import { MANIFEST_TYPES } from '../registry/media-types.js';
 import { isDigest, parseImageReference, type Digest } from '../registry/reference.js';
 import { readWhole } from '../cache/blob-store.js';
-import { DigestVerifier } from '../cache/digest-verify.js';
+import { verifyStream } from '../cache/digest-verify.js';
 import { REF_NAME, type LayoutIndex } from './oci-layout.js';
 
 export interface ImportSummary {
@@ -76,10 +76,8 @@ class Importer {
     if (await this.core.store.stat(digest)) {
       // Already here (verified when written), but the bundle's copy is checked all the same: a damaged bundle
       // is refused whole, whatever the far side happens to have.
-      const verifier = new DigestVerifier(digest, size);
       try {
-        for await (const chunk of body as AsyncIterable<Buffer>) verifier.update(chunk);
-        verifier.finish();
+        await verifyStream(body as AsyncIterable<Buffer>, digest, size);
       } catch (err) {
         throw new BundleError(`${digest}: ${(err as Error).message}`, digest);
       }
