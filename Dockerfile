@@ -1,6 +1,7 @@
 # regmirror container image: build stage compiles TypeScript; runtime stage holds production dependencies
 # and dist/ only, runs as a non-root user under tini, and keeps its cache in a volume.
-# syntax=docker/dockerfile:1
+# No `# syntax=` line: BuildKit honours it only as the first line, and then pulls that frontend image, which an
+# offline site cannot; the built-in frontend is enough.
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /src
@@ -37,7 +38,9 @@ ENV NODE_ENV=production \
 USER node
 VOLUME ["/var/lib/regmirror"]
 EXPOSE 5000
+# The probe reads the same config as serve (REGMIRROR_CONFIG, REGMIRROR_LISTEN, tls), so a mirror moved to another
+# port, address or HTTPS is still checked where it listens.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:5000/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "dist/src/main.js", "healthcheck"]
 ENTRYPOINT ["tini", "--", "node", "dist/src/main.js"]
 CMD ["serve"]

@@ -10,6 +10,7 @@ import { DiskBlobStore } from './cache/blob-store.js';
 import { BlobCache } from './cache/blobs.js';
 import { ManifestCache } from './cache/manifests.js';
 import { Retention, type GcReport } from './cache/retention.js';
+import { TagLists } from './cache/tag-lists.js';
 import type { Config } from './config/schema.js';
 import { createRoutes } from './http/routes.js';
 import { RegistryServer } from './http/server.js';
@@ -59,8 +60,16 @@ export interface CacheCore {
   close(): Promise<void>;
 }
 
+export interface CacheOptions {
+  metrics?: Metrics;
+  /** The clock of tag TTLs, the breaker, token expiry and rate-limit windows; tests move it instead of sleeping. */
+  now?: () => number;
+}
+
 /** Opens the data directory (removing temp files of interrupted downloads) and wires the cache together. */
-export async function openCache(config: Config, log: Logger, metrics = new Metrics(new Registry())): Promise<CacheCore> {
+export async function openCache(config: Config, log: Logger, options: CacheOptions = {}): Promise<CacheCore> {
+  const metrics = options.metrics ?? new Metrics(new Registry());
+  const now = options.now ?? Date.now;
   const store = new DiskBlobStore(config.dataDir);
   const { removedTempFiles } = await store.init();
   if (removedTempFiles > 0) log.info({ removedTempFiles }, 'removed unfinished downloads');
@@ -71,8 +80,8 @@ export async function openCache(config: Config, log: Logger, metrics = new Metri
   const usage = await index.loadUsage();
   metrics.setUsageSource(() => index.usage);
   log.info({ storedBytes: usage.bytes, storedBlobs: usage.count }, 'index open');
-  const rateLimit = new RateLimitTracker(config.rateLimit.reserve, metrics, log.child({ module: 'ratelimit' }));
-  const client = config.upstream.url === 'none' ? undefined : new RegistryClient(config.upstream, metrics, rateLimit);
+  const rateLimit = new RateLimitTracker(config.rateLimit.reserve, metrics, log.child({ module: 'ratelimit' }), now);
+  const client = config.upstream.url === 'none' ? undefined : new RegistryClient(config.upstream, metrics, rateLimit, now);
   const upstream: Upstream = client ?? new OfflineUpstream(config.upstream.name);
   const retention = new Retention({
     store,
@@ -105,6 +114,7 @@ export async function openCache(config: Config, log: Logger, metrics = new Metri
     metrics,
     log: log.child({ module: 'manifests' }),
     memoryBytes: config.cache.manifestMemoryBytes,
+    now,
   });
   // Pull counts per tag and last-access times reach the index in batches, not one write per hit.
   const flush = async (): Promise<void> => {
@@ -135,10 +145,10 @@ export async function openCache(config: Config, log: Logger, metrics = new Metri
   };
 }
 
-export async function createMirror(config: Config, log: Logger): Promise<Mirror> {
+export async function createMirror(config: Config, log: Logger, options: Pick<CacheOptions, 'now'> = {}): Promise<Mirror> {
   // Unreadable TLS files fail the start before anything touches the data directory.
   const tls = config.tls && { cert: await readFile(config.tls.cert), key: await readFile(config.tls.key) };
-  const core = await openCache(config, log);
+  const core = await openCache(config, log, options);
   const { metrics, db, client, blobs, manifests, upstream, retention } = core;
   const flush = (): Promise<void> => core.flush();
   const server = new RegistryServer({
@@ -154,6 +164,7 @@ export async function createMirror(config: Config, log: Logger): Promise<Mirror>
       },
       blobs,
       manifests,
+      tagLists: new TagLists({ upstream, tags: core.tags, log: log.child({ module: 'tags' }) }),
       upstream,
       metrics,
       registry: metrics.registry,

@@ -7,6 +7,7 @@ import { EXPORT_HELP, IMPORT_HELP, exportCommand, importCommand } from './cli/bu
 import { FSCK_HELP, fsck } from './cli/fsck.js';
 import { SEED_HELP, seed } from './cli/seed.js';
 import { GC_HELP, gc } from './cli/gc.js';
+import { HEALTHCHECK_HELP, healthcheck } from './cli/healthcheck.js';
 import { LS_HELP, ls } from './cli/ls.js';
 import { PIN_HELP, pin, unpin } from './cli/pin.js';
 import { SERVE_HELP, serve } from './cli/serve.js';
@@ -22,6 +23,7 @@ const COMMANDS = {
   unpin: { run: unpin, help: PIN_HELP, summary: 'stop keeping an image' },
   fsck: { run: fsck, help: FSCK_HELP, summary: 'check the store; rebuild a lost index' },
   cert: { run: cert, help: CERT_HELP, summary: 'make a self-signed TLS certificate' },
+  healthcheck: { run: healthcheck, help: HEALTHCHECK_HELP, summary: "exit 0 if the configured listener's /healthz answers" },
 } as const;
 
 const HELP = `usage: regmirror [COMMAND] [--config FILE] [OPTIONS]
@@ -30,7 +32,7 @@ A pull-through caching mirror for Docker Hub.
 
 commands:
 ${Object.entries(COMMANDS)
-  .map(([name, command]) => `  ${name.padEnd(8)}${command.summary}`)
+  .map(([name, command]) => `  ${name.padEnd(13)}${command.summary}`)
   .join('\n')}
 
 Run 'regmirror COMMAND --help' for a command's options.
@@ -50,25 +52,9 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(command.help);
     return;
   }
-  const ctx: CommandContext = { ...takeConfig(rest, command.help), env: process.env, out: (text) => process.stdout.write(text) };
+  // Each command parses its own flags, --config among them (src/cli/args.ts); REGMIRROR_CONFIG is the default.
+  const ctx: CommandContext = { args: rest, configFile: process.env.REGMIRROR_CONFIG, env: process.env, out: (text) => process.stdout.write(text) };
   await command.run(ctx);
-}
-
-function takeConfig(args: string[], help: string): Pick<CommandContext, 'args' | 'configFile'> {
-  const rest: string[] = [];
-  let configFile = process.env.REGMIRROR_CONFIG;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] as string;
-    if (arg === '--config' || arg === '-c') {
-      configFile = args[++i];
-      if (configFile === undefined) throw new UsageError('--config needs a file', help);
-    } else if (arg.startsWith('--config=')) {
-      configFile = arg.slice('--config='.length);
-    } else {
-      rest.push(arg);
-    }
-  }
-  return { args: rest, configFile };
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

@@ -2,6 +2,8 @@
 // lost or corrupt. The invariant: every index record names a complete file of the recorded size whose content
 // hashes to its name. Files without a record are not a fault (a crash between rename and record leaves one,
 // and the next download of that digest adopts it); temp files are leftovers of interrupted downloads.
+// Only a proven mismatch (size, or content against its name) removes a file: a read that fails (EIO, EACCES)
+// says nothing about the content, so the file is reported and kept for its owner to look at.
 import { createReadStream } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,7 +11,7 @@ import type { BlobIndex, BlobRecord } from '../index/blob-index.js';
 import { DOCKER_MANIFEST_V1_SIGNED, OCI_INDEX, OCI_MANIFEST } from '../registry/media-types.js';
 import { isDigest, type Digest } from '../registry/reference.js';
 import { readWhole, type DiskBlobStore } from './blob-store.js';
-import { verifyStream } from './digest-verify.js';
+import { DigestMismatchError, verifyStream } from './digest-verify.js';
 
 export interface StoredFile {
   digest: Digest;
@@ -20,7 +22,7 @@ export interface StoredFile {
 export interface FsckProblem {
   digest?: Digest;
   path?: string;
-  problem: 'missing file' | 'size mismatch' | 'digest mismatch' | 'stray file';
+  problem: 'missing file' | 'size mismatch' | 'digest mismatch' | 'unreadable' | 'stray file';
   detail: string;
 }
 
@@ -66,12 +68,20 @@ export async function listStoredFiles(dataDir: string): Promise<{ files: StoredF
   return { files, strays };
 }
 
-async function hashMatches(file: StoredFile): Promise<boolean> {
+/** A file that could not be read: its content is unknown, so it is neither removed nor indexed. */
+function unreadable(file: StoredFile, err: unknown, kept: string): FsckProblem {
+  const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  return { digest: file.digest, path: file.path, problem: 'unreadable', detail: `cannot read: ${reason}; ${kept}` };
+}
+
+/** Hashes a file: undefined when it matches its name, else a mismatch (proven) or an unreadable file. */
+async function checkContent(file: StoredFile, kept: string): Promise<FsckProblem | undefined> {
   try {
     await verifyStream(createReadStream(file.path, { highWaterMark: 1024 * 1024 }), file.digest, file.size);
-    return true;
-  } catch {
-    return false;
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof DigestMismatchError)) return unreadable(file, err, kept);
+    return { digest: file.digest, path: file.path, problem: 'digest mismatch', detail: 'content does not hash to its name' };
   }
 }
 
@@ -100,6 +110,8 @@ export async function checkStore(
   const recorded = new Set<Digest>();
   let repaired = 0;
   const broken = new Set<Digest>();
+  /** Left alone: record and file stay until a read succeeds (fix the disk or permissions, run fsck again). */
+  const unreadables = new Set<Digest>();
   for await (const [digest, record] of index.entries()) {
     recorded.add(digest);
     const file = byDigest.get(digest);
@@ -114,14 +126,15 @@ export async function checkStore(
   if (options.verifyDigests) {
     hooks.onHashStart?.(files.reduce((sum, f) => sum + f.size, 0));
     for (const file of files) {
-      if (!(await hashMatches(file))) {
-        problems.push({ digest: file.digest, path: file.path, problem: 'digest mismatch', detail: 'content does not hash to its name' });
-        broken.add(file.digest);
+      const problem = await checkContent(file, 'kept');
+      if (problem) {
+        problems.push(problem);
+        (problem.problem === 'unreadable' ? unreadables : broken).add(file.digest);
       }
       hooks.onHashed?.(file.size);
     }
   }
-  const unindexed = files.filter((f) => !recorded.has(f.digest) && !broken.has(f.digest));
+  const unindexed = files.filter((f) => !recorded.has(f.digest) && !broken.has(f.digest) && !unreadables.has(f.digest));
   if (options.repair) {
     for (const digest of broken) {
       await index.delete(digest);
@@ -130,7 +143,9 @@ export async function checkStore(
     }
     for (const path of strays) await rm(path, { force: true });
     for (const file of unindexed) {
-      await index.put(file.digest, await recordFor(store, file));
+      const record = await readableRecord(store, file, problems);
+      if (!record) continue;
+      await index.put(file.digest, record);
       repaired++;
     }
   }
@@ -162,17 +177,33 @@ export async function rebuildIndex(
   const problems: FsckProblem[] = strays.map((path) => ({ path, problem: 'stray file', detail: 'not named by a digest in its place' }));
   hooks.onHashStart?.(files.reduce((sum, f) => sum + f.size, 0));
   let repaired = 0;
-  for (const file of files) {
-    if (options.verifyDigests && !(await hashMatches(file))) {
-      problems.push({ digest: file.digest, path: file.path, problem: 'digest mismatch', detail: 'content does not hash to its name; removed' });
+  const adopt = async (file: StoredFile): Promise<boolean> => {
+    const problem = options.verifyDigests ? await checkContent(file, 'kept, not indexed') : undefined;
+    if (problem?.problem === 'digest mismatch') {
+      problems.push({ ...problem, detail: `${problem.detail}; removed` });
       await store.delete(file.digest);
-    } else {
-      await index.put(file.digest, await recordFor(store, file));
-      repaired++;
+      return false;
     }
+    if (problem) problems.push(problem);
+    const record = problem ? undefined : await readableRecord(store, file, problems);
+    if (record) await index.put(file.digest, record);
+    return record !== undefined;
+  };
+  for (const file of files) {
+    if (await adopt(file)) repaired++;
     hooks.onHashed?.(file.size);
   }
   return { files: files.length, bytes: files.reduce((s, f) => s + f.size, 0), records: repaired, unindexed: 0, tempFilesRemoved, problems, repaired };
+}
+
+/** recordFor, or undefined with an 'unreadable' problem: a small file is read again to tell a manifest, and may fail. */
+async function readableRecord(store: DiskBlobStore, file: StoredFile, problems: FsckProblem[]): Promise<BlobRecord | undefined> {
+  try {
+    return await recordFor(store, file);
+  } catch (err) {
+    problems.push(unreadable(file, err, 'kept, not indexed'));
+    return undefined;
+  }
 }
 
 /** A record for a file found on disk: a manifest when it parses as one (then with its media type). */
@@ -183,12 +214,14 @@ async function recordFor(store: DiskBlobStore, file: StoredFile): Promise<BlobRe
   return sniffed ? { ...base, mediaType: sniffed, manifest: true } : { ...base, mediaType: 'application/octet-stream', manifest: false };
 }
 
+/** The manifest media type of a stored file, if it is one. A read error throws: unreadable is not "not a manifest". */
 async function sniffManifest(store: DiskBlobStore, digest: Digest): Promise<string | undefined> {
   const opened = await store.open(digest);
   if (!opened) return undefined;
+  const bytes = await readWhole(opened);
   let json: Record<string, unknown>;
   try {
-    const parsed: unknown = JSON.parse((await readWhole(opened)).toString('utf8'));
+    const parsed: unknown = JSON.parse(bytes.toString('utf8'));
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
     json = parsed as Record<string, unknown>;
   } catch {

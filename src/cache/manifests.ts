@@ -11,7 +11,7 @@ import type { TagsConfig } from '../config/schema.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { RateLimitTracker } from '../upstream/rate-limit.js';
 import { RegistryError } from '../registry/errors.js';
-import type { AcceptClass } from '../registry/media-types.js';
+import { acceptClass, type AcceptClass } from '../registry/media-types.js';
 import type { Digest, Repository, Tag } from '../registry/reference.js';
 import { UpstreamError } from '../upstream/errors.js';
 import type { FetchedManifest, ManifestHead, Upstream } from '../upstream/upstream.js';
@@ -83,69 +83,96 @@ export class ManifestCache {
   /**
    * A tag within its TTL is answered from cache with no upstream contact. Past it, a HEAD (free on Docker Hub)
    * revalidates, and a GET is spent only when the digest changed. While the pull allowance is at its reserve,
-   * or when upstream fails, a cached tag is served as last seen.
+   * or when upstream fails, a cached tag is served as last seen. A tag record may exist without its manifest
+   * body (a client resolved it by HEAD and never fetched it here): a HEAD is answered from the record, a GET
+   * fetches the body by its digest.
    */
   async byTag(repo: Repository, tag: Tag, accept: AcceptClass, withBody: boolean, options: { revalidate?: boolean } = {}): Promise<ManifestAnswer> {
     const key: TagKey = { upstream: this.deps.upstream.name, repo, tag, acceptKey: accept.key };
     const answer = await this.answerTag(key, accept, withBody, options.revalidate ?? false);
-    if (withBody) this.deps.tags.touch(key, this.now());
+    // HEAD-first clients (dockerd, containerd) resolve a tag once per pull and never GET it: both count.
+    this.deps.tags.touch(key, this.now());
     return answer;
   }
 
   /** `revalidate`: ask upstream (HEAD) whatever the TTL says (`regmirror seed` wants the current image). */
   private async answerTag(key: TagKey, accept: AcceptClass, withBody: boolean, revalidate: boolean): Promise<ManifestAnswer> {
     const { repo, tag } = key as TagKey & { repo: Repository; tag: Tag };
-    const id = tagKeyString(key);
-    if ((this.notFound.get(id) ?? 0) > this.now()) throw this.unknown(repo, tag);
+    if ((this.notFound.get(tagKeyString(key)) ?? 0) > this.now()) throw this.unknown(repo, tag);
     const entry = (await this.deps.tags.get(key)) ?? (await this.anyAccepted(key, accept));
-    const cached = entry ? await this.local(entry.digest, withBody) : undefined;
-    if (!entry || !cached) return this.resolve(key, accept, withBody);
-    // Air-gapped: what was seeded or imported is the truth, however old.
-    if (this.deps.upstream.offline || (!revalidate && this.now() - entry.checkedAt < this.ttl(repo, tag))) return cached;
+    // Air-gapped: what was seeded or imported is the truth, however old, but only while its content is here.
+    if (this.deps.upstream.offline) return (entry && (await this.local(entry.digest, withBody))) ?? this.resolve(key, accept, withBody);
+    if (!entry) return this.resolve(key, accept, withBody);
+    if (!revalidate && this.now() - entry.checkedAt < this.ttl(repo, tag)) return this.fromEntry(entry, withBody);
     if (this.deps.rateLimit.conserving()) {
       this.deps.metrics.staleServed.inc({ reason: 'ratelimit' });
-      return cached;
+      return this.fromEntry(entry, withBody);
     }
     if (this.deps.tagsConfig.staleWhileRevalidate && !revalidate) {
-      this.revalidate(key, entry, cached, accept, true).catch((err: unknown) => {
+      this.revalidate(key, entry, accept, false).catch((err: unknown) => {
         this.deps.log.warn({ err, repo, tag }, 'background tag revalidation failed');
       });
-      return cached;
+      return this.fromEntry(entry, withBody);
     }
-    return this.revalidate(key, entry, cached, accept, withBody);
+    return this.revalidate(key, entry, accept, withBody);
   }
 
-  private async revalidate(
-    key: TagKey,
-    entry: TagEntry,
-    cached: ManifestAnswer,
-    accept: AcceptClass,
-    withBody: boolean,
-  ): Promise<ManifestAnswer> {
-    const { metrics, log } = this.deps;
+  /** What a tag record says: from the store when the manifest is here, else the record (HEAD) or a GET by digest. */
+  private async fromEntry(entry: TagEntry, withBody: boolean): Promise<ManifestAnswer> {
+    const local = await this.local(entry.digest, withBody);
+    if (local) return local;
+    if (!withBody) return { digest: entry.digest, mediaType: entry.mediaType, size: entry.size, bytes: undefined, source: 'hit' };
+    // The same content-addressed manifest the tag resolved to, whichever client asks.
+    return this.byDigest(entry.repo as Repository, entry.digest, acceptClass(entry.mediaType), true);
+  }
+
+  private async revalidate(key: TagKey, entry: TagEntry, accept: AcceptClass, withBody: boolean): Promise<ManifestAnswer> {
+    const { metrics, log, tagsConfig } = this.deps;
+    const { repo, tag } = key as TagKey & { repo: Repository; tag: Tag };
     let head: ManifestHead | undefined;
     try {
       head = await this.head(key, accept);
     } catch (err) {
       metrics.tagRevalidations.inc({ result: 'error' });
       const age = this.now() - entry.checkedAt;
-      if (!(err instanceof UpstreamError) || age > this.deps.tagsConfig.maxStale) throw err;
+      if (!(err instanceof UpstreamError) || age > tagsConfig.maxStale) throw err;
+      // A GET of a tag whose body never reached us still needs upstream: then the outage is the answer.
+      const stale = await this.fromEntry(entry, withBody).catch(() => {
+        throw err;
+      });
       metrics.staleServed.inc({ reason: 'error' });
-      const { repo, tag } = key;
       log.warn({ upstreamError: err.message, repo, tag, digest: entry.digest, ageMs: age }, 'upstream failed, serving cached tag');
-      return { ...cached, source: 'stale' };
+      return { ...stale, source: 'stale' };
     }
-    if (!head) {
-      this.notFound.set(tagKeyString(key), this.now() + this.deps.tagsConfig.notFoundTtl);
-      throw this.unknown(key.repo as Repository, key.tag);
-    }
+    if (!head) return this.deleted(key, entry, withBody);
     if (head.digest === entry.digest) {
       metrics.tagRevalidations.inc({ result: 'unchanged' });
-      await this.deps.tags.put({ ...entry, checkedAt: this.now() });
-      return cached;
+      await this.record({ ...entry, checkedAt: this.now() });
+      return this.fromEntry(entry, withBody);
     }
     metrics.tagRevalidations.inc({ result: 'changed' });
     return this.fromHead(key, head, accept, withBody);
+  }
+
+  /**
+   * Upstream answers 404 for a tag we hold. By default that is the truth: the tag's records go (its content is
+   * left to GC). `tags.keepDeleted` serves the last known digest instead, for sites that prefer an old image to
+   * a failed pull.
+   */
+  private async deleted(key: TagKey, entry: TagEntry, withBody: boolean): Promise<ManifestAnswer> {
+    const { metrics, log, tagsConfig } = this.deps;
+    metrics.tagRevalidations.inc({ result: 'deleted' });
+    if (tagsConfig.keepDeleted) {
+      const kept = await this.fromEntry(entry, withBody);
+      metrics.staleServed.inc({ reason: 'deleted' });
+      log.warn({ repo: key.repo, tag: key.tag, digest: entry.digest }, 'upstream deleted the tag, serving the last known digest');
+      // Confirmed as "deleted upstream, kept" until the TTL runs out again: no HEAD per request meanwhile.
+      await this.record({ ...entry, checkedAt: this.now() });
+      return { ...kept, source: 'stale' };
+    }
+    await this.deps.tags.deleteTag(key.upstream, key.repo, key.tag);
+    this.notFound.set(tagKeyString(key), this.now() + tagsConfig.notFoundTtl);
+    throw this.unknown(key.repo as Repository, key.tag);
   }
 
   /** A tag we hold nothing for: HEAD first, since its digest may already be cached under another name. */
@@ -176,8 +203,12 @@ export class ManifestCache {
         return local;
       }
       if (!withBody) {
+        // Recorded as a GET would be, so the tag survives an outage for clients that resolve by HEAD (dockerd,
+        // containerd); the body comes when the client asks for it by digest, or with the next GET by tag.
         this.checkAccepted(head, accept, repo, key.tag);
-        return { digest: head.digest, mediaType: head.mediaType, size: head.size, bytes: undefined, source: 'miss' };
+        const answer: ManifestAnswer = { digest: head.digest, mediaType: head.mediaType, size: head.size, bytes: undefined, source: 'miss' };
+        await this.remember(key, answer);
+        return answer;
       }
     }
     // Fetch by digest when HEAD told one, so the bytes are exactly what HEAD announced even if the tag moves.
@@ -264,12 +295,17 @@ export class ManifestCache {
     return manifestUnknown(repo, reference, this.deps.upstream.offline);
   }
 
-  private async remember(key: TagKey, manifest: ManifestAnswer): Promise<void> {
+  private remember(key: TagKey, manifest: Pick<ManifestAnswer, 'digest' | 'mediaType' | 'size'>): Promise<void> {
+    const { digest, mediaType, size } = manifest;
+    return this.record({ ...key, digest, mediaType, size, checkedAt: this.now() });
+  }
+
+  private async record(entry: TagEntry): Promise<void> {
     try {
-      await this.deps.tags.put({ ...key, digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.size, checkedAt: this.now() });
+      await this.deps.tags.put(entry);
     } catch (err) {
       // The index could not take the record (a full disk): the answer stands, the tag is asked again next time.
-      this.deps.log.warn({ err, repo: key.repo, tag: key.tag }, 'tag record not saved');
+      this.deps.log.warn({ err, repo: entry.repo, tag: entry.tag }, 'tag record not saved');
     }
   }
 

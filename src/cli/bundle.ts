@@ -6,10 +6,11 @@ import { loadConfig } from '../config/load.js';
 import { writeBundle } from '../seed/export.js';
 import { BundleError, bundleSize, importBundle, readHave } from '../seed/import.js';
 import { allRoots, closure, rootsFor } from '../seed/oci-layout.js';
+import { lastOf, parseFlags } from './args.js';
 import { UsageError, type CommandContext } from './command.js';
 import { openCacheOf } from './data-dir.js';
 import { humanBytes, progressBar } from './progress.js';
-import { referenceArgs } from './seed.js';
+import { FILE_OPTION, referenceArgs } from './seed.js';
 
 export const EXPORT_HELP = `usage: regmirror export [--config FILE] (IMAGE... | -f images.txt | --pinned | --all) -o bundle.tar
                         [--have digests.txt | --have previous-bundle.tar]
@@ -27,22 +28,24 @@ recorded and pinned only once the whole bundle checked out. A bad bundle is refu
 the cache stays as it was.
 `;
 
+const EXPORT_OPTIONS = {
+  ...FILE_OPTION,
+  output: { type: 'string', short: 'o' },
+  have: { type: 'string' },
+  pinned: { type: 'boolean' },
+  all: { type: 'boolean' },
+} as const;
+
 export async function exportCommand(ctx: CommandContext): Promise<void> {
-  const { refs, rest } = await referenceArgs(ctx.args, EXPORT_HELP, 'export');
-  let output: string | undefined;
-  let havePath: string | undefined;
-  let which: 'pinned' | 'all' | undefined;
-  for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i];
-    if (arg === '-o' || arg === '--output') output = rest[++i];
-    else if (arg === '--have') havePath = rest[++i];
-    else if (arg === '--pinned' || arg === '--all') which = arg === '--all' ? 'all' : 'pinned';
-    else throw new UsageError(`export: unexpected argument ${JSON.stringify(arg)}`, EXPORT_HELP);
-  }
+  const { values, tokens, configFile } = parseFlags(ctx, { command: 'export', help: EXPORT_HELP, options: EXPORT_OPTIONS, positionals: true });
+  const refs = await referenceArgs(tokens, EXPORT_HELP, 'export');
+  const { output, have: havePath } = values;
+  // Of --pinned and --all, the later one wins, as a repeated flag does.
+  const which = lastOf(tokens, ['pinned', 'all']) as 'pinned' | 'all' | undefined;
   if (!output) throw new UsageError('export: -o bundle.tar is required', EXPORT_HELP);
   if ((refs.length > 0 ? 1 : 0) + (which ? 1 : 0) !== 1) throw new UsageError('export: name images, or --pinned, or --all (one of them)', EXPORT_HELP);
   const have = havePath ? await readHave(havePath).catch((err: Error) => { throw new Error(`export: --have ${havePath}: ${err.message}`); }) : new Set<string>();
-  const config = await loadConfig({ file: ctx.configFile, env: ctx.env });
+  const config = await loadConfig({ file: configFile, env: ctx.env });
   const core = await openCacheOf(config);
   // Written beside the target and renamed at the end: a failed export leaves no half bundle under its name.
   const partial = `${output}.partial`;
@@ -68,12 +71,13 @@ export async function exportCommand(ctx: CommandContext): Promise<void> {
 }
 
 export async function importCommand(ctx: CommandContext): Promise<void> {
-  if (ctx.args.length !== 1 || ctx.args[0]?.startsWith('-')) throw new UsageError('import: name one bundle (a tar or an OCI layout directory)', IMPORT_HELP);
-  const source = ctx.args[0] as string;
+  const { positionals, configFile } = parseFlags(ctx, { command: 'import', help: IMPORT_HELP, options: {}, positionals: true });
+  const [source] = positionals;
+  if (source === undefined || positionals.length > 1) throw new UsageError('import: name one bundle (a tar or an OCI layout directory)', IMPORT_HELP);
   const total = await bundleSize(source).catch((err: Error) => {
     throw new Error(`import: cannot read ${source}: ${err.message}`);
   });
-  const config = await loadConfig({ file: ctx.configFile, env: ctx.env });
+  const config = await loadConfig({ file: configFile, env: ctx.env });
   const core = await openCacheOf(config);
   try {
     const bar = progressBar('import', total, humanBytes);

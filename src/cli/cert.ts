@@ -4,8 +4,8 @@ import { mkdir } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { CommandContext } from './command.js';
-import { UsageError } from './command.js';
+import { parseFlags } from './args.js';
+import { UsageError, type CommandContext } from './command.js';
 
 export const CERT_HELP = `usage: regmirror cert [--out DIR] [--name HOST_OR_IP]... [--days N]
 
@@ -14,8 +14,14 @@ and 127.0.0.1). Point tls.cert and tls.key at them, and give clients cert.pem as
 (docker: /etc/docker/certs.d/HOST:PORT/ca.crt). Needs openssl.
 `;
 
+const OPTIONS = {
+  out: { type: 'string' },
+  name: { type: 'string', multiple: true },
+  days: { type: 'string' },
+} as const;
+
 export async function cert(ctx: CommandContext): Promise<void> {
-  const { out, names, days } = parseCertArgs(ctx.args);
+  const { out, names, days } = certArgs(ctx);
   await mkdir(out, { recursive: true });
   const san = names.map((name) => (isIP(name) ? `IP:${name}` : `DNS:${name}`)).join(',');
   const [certPath, keyPath] = [join(out, 'cert.pem'), join(out, 'key.pem')];
@@ -33,24 +39,13 @@ export async function cert(ctx: CommandContext): Promise<void> {
   ctx.out(`config:\n  tls:\n    cert: "${certPath}"\n    key: "${keyPath}"\n`);
 }
 
-function parseCertArgs(args: string[]): { out: string; names: string[]; days: number } {
-  let out = 'tls';
-  const names: string[] = [];
-  let days = 825;
-  for (let i = 0; i < args.length; i++) {
-    const [flag, value] = [args[i], args[i + 1]];
-    if (value === undefined || !['--out', '--name', '--days'].includes(flag ?? '')) {
-      throw new UsageError(`cert: unexpected argument ${JSON.stringify(flag)}`, CERT_HELP);
-    }
-    i++;
-    if (flag === '--out') out = value;
-    else if (flag === '--name') {
-      if (!/^[A-Za-z0-9.:*-]+$/.test(value)) throw new UsageError(`cert: bad --name ${JSON.stringify(value)}`, CERT_HELP);
-      names.push(value);
-    } else {
-      days = Number(value);
-      if (!Number.isInteger(days) || days < 1 || days > 3650) throw new UsageError('cert: --days must be 1 to 3650', CERT_HELP);
-    }
+function certArgs(ctx: CommandContext): { out: string; names: string[]; days: number } {
+  const { values } = parseFlags(ctx, { command: 'cert', help: CERT_HELP, options: OPTIONS });
+  const names = values.name ?? ['localhost', '127.0.0.1'];
+  for (const name of names) {
+    if (!/^[A-Za-z0-9.:*-]+$/.test(name)) throw new UsageError(`cert: bad --name ${JSON.stringify(name)}`, CERT_HELP);
   }
-  return { out, names: names.length > 0 ? names : ['localhost', '127.0.0.1'], days };
+  const days = Number(values.days ?? 825);
+  if (!Number.isInteger(days) || days < 1 || days > 3650) throw new UsageError('cert: --days must be 1 to 3650', CERT_HELP);
+  return { out: values.out ?? 'tls', names, days };
 }

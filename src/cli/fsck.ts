@@ -6,7 +6,8 @@ import { checkStore, rebuildIndex, type FsckHooks, type FsckReport } from '../ca
 import { loadConfig } from '../config/load.js';
 import { BlobIndex } from '../index/blob-index.js';
 import { openIndex } from '../index/db.js';
-import { UsageError, type CommandContext } from './command.js';
+import { parseFlags } from './args.js';
+import type { CommandContext } from './command.js';
 import { inUseError, isLockError, openIndexOf } from './data-dir.js';
 import { humanBytes, progressBar } from './progress.js';
 
@@ -18,19 +19,25 @@ name a file of the recorded size. Temp files of interrupted downloads are remove
   --repair          remove records of missing or damaged files, and those files; index files that have none
   --rebuild-index   throw the index away and make a new one from the files on disk (after losing or
                     damaging index/); tags are asked upstream again, their content is found on disk
+A file that cannot be read (EIO, EACCES) is reported as unreadable and never removed, nor indexed anew: only
+a proven size or digest mismatch removes a file.
 Exit status: 0 when nothing is wrong, 1 when problems were found (also when --repair fixed them).
 `;
 
-const FLAGS = new Set(['--verify-digests', '--repair', '--rebuild-index']);
+const OPTIONS = {
+  'verify-digests': { type: 'boolean' },
+  repair: { type: 'boolean' },
+  'rebuild-index': { type: 'boolean' },
+} as const;
 
 export async function fsck(ctx: CommandContext): Promise<void> {
-  for (const arg of ctx.args) if (!FLAGS.has(arg)) throw new UsageError(`fsck: unexpected argument ${JSON.stringify(arg)}`, FSCK_HELP);
-  const verifyDigests = ctx.args.includes('--verify-digests');
-  const config = await loadConfig({ file: ctx.configFile, env: ctx.env });
+  const { values, configFile } = parseFlags(ctx, { command: 'fsck', help: FSCK_HELP, options: OPTIONS });
+  const { 'verify-digests': verifyDigests = false, repair = false, 'rebuild-index': rebuild = false } = values;
+  const config = await loadConfig({ file: configFile, env: ctx.env });
   const store = new DiskBlobStore(config.dataDir);
-  const hooks = progressHooks(verifyDigests || ctx.args.includes('--rebuild-index'));
+  const hooks = progressHooks(verifyDigests || rebuild);
   let report: FsckReport;
-  if (ctx.args.includes('--rebuild-index')) {
+  if (rebuild) {
     // A lost or corrupt index may not even open; a locked one means the mirror runs.
     await openIndex(config.dataDir).then(
       (db) => db.close(),
@@ -48,12 +55,12 @@ export async function fsck(ctx: CommandContext): Promise<void> {
   } else {
     const db = await openIndexOf(config);
     try {
-      report = await checkStore(config.dataDir, new BlobIndex(db, 1000), store, { verifyDigests, repair: ctx.args.includes('--repair') }, hooks);
+      report = await checkStore(config.dataDir, new BlobIndex(db, 1000), store, { verifyDigests, repair }, hooks);
     } finally {
       await db.close();
     }
   }
-  ctx.out(summary(report, config.dataDir, ctx.args.includes('--rebuild-index')));
+  ctx.out(summary(report, config.dataDir, rebuild));
   if (report.problems.length > 0) process.exitCode = 1;
 }
 

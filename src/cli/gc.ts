@@ -4,7 +4,8 @@ import { loadConfig } from '../config/load.js';
 import { Metrics } from '../metrics/metrics.js';
 import { Registry } from 'prom-client';
 import { pino } from 'pino';
-import { UsageError, type CommandContext } from './command.js';
+import { parseFlags } from './args.js';
+import type { CommandContext } from './command.js';
 import { openDataDir } from './data-dir.js';
 import { humanBytes } from './progress.js';
 
@@ -16,9 +17,9 @@ every cache.gcInterval. --dry-run lists what would go and removes nothing.
 `;
 
 export async function gc(ctx: CommandContext): Promise<void> {
-  for (const arg of ctx.args) if (arg !== '--dry-run') throw new UsageError(`gc: unexpected argument ${JSON.stringify(arg)}`, GC_HELP);
-  const dryRun = ctx.args.includes('--dry-run');
-  const config = await loadConfig({ file: ctx.configFile, env: ctx.env });
+  const { values, configFile } = parseFlags(ctx, { command: 'gc', help: GC_HELP, options: { 'dry-run': { type: 'boolean' } } });
+  const dryRun = values['dry-run'] ?? false;
+  const config = await loadConfig({ file: configFile, env: ctx.env });
   const data = await openDataDir(config);
   try {
     await data.index.loadUsage();

@@ -8,7 +8,7 @@ import type { CommandContext } from './command.js';
 import { openIndexOf } from './data-dir.js';
 import { humanBytes } from './progress.js';
 import { manifestRefs } from '../registry/manifest-refs.js';
-import { UsageError } from './command.js';
+import { parseFlags } from './args.js';
 
 export const LS_HELP = `usage: regmirror ls [--config FILE]
 
@@ -18,8 +18,8 @@ pulled it, how often, and when upstream last confirmed it. Reads the data direct
 `;
 
 export async function ls(ctx: CommandContext): Promise<void> {
-  if (ctx.args.length > 0) throw new UsageError(`ls: unexpected argument ${JSON.stringify(ctx.args[0])}`, LS_HELP);
-  const config = await loadConfig({ file: ctx.configFile, env: ctx.env });
+  const { configFile } = parseFlags(ctx, { command: 'ls', help: LS_HELP, options: {} });
+  const config = await loadConfig({ file: configFile, env: ctx.env });
   const db = await openIndexOf(config);
   try {
     const tags = new LevelTagIndex(db, 1000);

@@ -2,6 +2,7 @@
 import { loadConfig } from '../config/load.js';
 import { RegistryError } from '../registry/errors.js';
 import { parseImageReference } from '../registry/reference.js';
+import { parseFlags } from './args.js';
 import { UsageError, type CommandContext } from './command.js';
 import { openDataDir } from './data-dir.js';
 
@@ -18,13 +19,13 @@ export async function pin(ctx: CommandContext): Promise<void> {
 }
 
 export async function unpin(ctx: CommandContext): Promise<void> {
-  if (ctx.args.length === 0) throw new UsageError('unpin: name at least one image', PIN_HELP);
   await changePins(ctx, 'unpin');
 }
 
 async function changePins(ctx: CommandContext, action: 'pin' | 'unpin'): Promise<void> {
-  const refs = ctx.args.map((text) => {
-    if (text.startsWith('-')) throw new UsageError(`${action}: unexpected argument ${JSON.stringify(text)}`, PIN_HELP);
+  const { positionals, configFile } = parseFlags(ctx, { command: action, help: PIN_HELP, options: {}, positionals: true });
+  if (action === 'unpin' && positionals.length === 0) throw new UsageError('unpin: name at least one image', PIN_HELP);
+  const refs = positionals.map((text) => {
     try {
       return parseImageReference(text).canonical;
     } catch (err) {
@@ -32,7 +33,7 @@ async function changePins(ctx: CommandContext, action: 'pin' | 'unpin'): Promise
       throw new UsageError(`${action}: ${JSON.stringify(text)} is not an image reference (${reason})`, PIN_HELP);
     }
   });
-  const config = await loadConfig({ file: ctx.configFile, env: ctx.env });
+  const config = await loadConfig({ file: configFile, env: ctx.env });
   const data = await openDataDir(config);
   try {
     if (refs.length === 0) {

@@ -4,6 +4,7 @@ import { loadConfig } from '../config/load.js';
 import { RegistryError } from '../registry/errors.js';
 import { parseImageReference, type ImageReference } from '../registry/reference.js';
 import { parsePlatforms, pullsSpent, seedImage, type Platform, type SeedProgress } from '../seed/seed.js';
+import { lastOf, parseFlags, type Token } from './args.js';
 import { UsageError, type CommandContext } from './command.js';
 import { openCacheOf } from './data-dir.js';
 import { humanBytes, progressBar, type Progress } from './progress.js';
@@ -16,59 +17,48 @@ the server does: one verified download per blob, the same tag records and pull a
 pinned. Default platform: linux/amd64. images.txt: one reference per line; # starts a comment.
 `;
 
-export interface ReferenceArgs {
-  refs: ImageReference[];
-  rest: string[];
-}
+/** The option naming images besides IMAGE arguments: `-f FILE`, one reference a line, # starts a comment. */
+export const FILE_OPTION = { file: { type: 'string', short: 'f', multiple: true } } as const;
 
-/** IMAGE arguments and `-f FILE` lists, validated, in order; other arguments are returned in `rest`. */
-export async function referenceArgs(args: string[], help: string, command: string): Promise<ReferenceArgs> {
+/** IMAGE arguments and `-f FILE` lists, validated, in command-line order. */
+export async function referenceArgs(tokens: Token[], help: string, command: string): Promise<ImageReference[]> {
   const texts: string[] = [];
-  const rest: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] as string;
-    if (arg === '-f' || arg === '--file') {
-      const file = args[++i];
-      if (!file) throw new UsageError(`${command}: -f needs a file`, help);
-      const text = await readFile(file, 'utf8').catch((err: Error) => {
-        throw new UsageError(`${command}: cannot read ${file}: ${err.message}`, help);
-      });
-      texts.push(...text.split('\n').map((l) => l.replace(/#.*/, '').trim()).filter(Boolean));
-    } else if (arg.startsWith('-')) {
-      rest.push(arg);
-      if (!arg.includes('=') && args[i + 1] !== undefined && !args[i + 1]?.startsWith('-') && VALUED.has(arg)) rest.push(args[++i] as string);
-    } else {
-      texts.push(arg);
-    }
+  for (const t of tokens) {
+    if (t.kind === 'positional') texts.push(t.value);
+    if (t.kind !== 'option' || t.name !== 'file' || t.value === undefined) continue;
+    const file = t.value;
+    const text = await readFile(file, 'utf8').catch((err: Error) => {
+      throw new UsageError(`${command}: cannot read ${file}: ${err.message}`, help);
+    });
+    texts.push(...text.split('\n').map((l) => l.replace(/#.*/, '').trim()).filter(Boolean));
   }
-  const refs = texts.map((text) => {
+  return texts.map((text) => {
     try {
       return parseImageReference(text);
     } catch (err) {
       throw new UsageError(`${command}: ${JSON.stringify(text)} is not an image reference (${err instanceof RegistryError ? err.message : String(err)})`, help);
     }
   });
-  return { refs, rest };
 }
 
-/** Options that take a value, so that the value is not taken for an image. */
-const VALUED = new Set(['--platform', '-o', '--output', '--have']);
+const OPTIONS = { ...FILE_OPTION, platform: { type: 'string' }, 'all-platforms': { type: 'boolean' } } as const;
 
 export async function seed(ctx: CommandContext): Promise<void> {
-  const { refs, rest } = await referenceArgs(ctx.args, SEED_HELP, 'seed');
+  const { values, tokens, configFile } = parseFlags(ctx, { command: 'seed', help: SEED_HELP, options: OPTIONS, positionals: true });
+  const refs = await referenceArgs(tokens, SEED_HELP, 'seed');
   let platforms: Platform[] | 'all' = [{ os: 'linux', architecture: 'amd64' }];
-  for (let i = 0; i < rest.length; i++) {
-    if (rest[i] === '--all-platforms') platforms = 'all';
-    else if (rest[i] === '--platform') {
-      try {
-        platforms = parsePlatforms(rest[++i] ?? '');
-      } catch (err) {
-        throw new UsageError(`seed: ${(err as Error).message}`, SEED_HELP);
-      }
-    } else throw new UsageError(`seed: unexpected argument ${JSON.stringify(rest[i])}`, SEED_HELP);
+  // Of --platform and --all-platforms, the later one wins, as a repeated flag does.
+  const choice = lastOf(tokens, ['platform', 'all-platforms']);
+  if (choice === 'all-platforms') platforms = 'all';
+  else if (choice === 'platform') {
+    try {
+      platforms = parsePlatforms(values.platform ?? '');
+    } catch (err) {
+      throw new UsageError(`seed: ${(err as Error).message}`, SEED_HELP);
+    }
   }
   if (refs.length === 0) throw new UsageError('seed: name at least one image', SEED_HELP);
-  const config = await loadConfig({ file: ctx.configFile, env: ctx.env });
+  const config = await loadConfig({ file: configFile, env: ctx.env });
   if (config.upstream.url === 'none') throw new Error('seed: this mirror is offline (upstream.url is none): nothing to seed from');
   const core = await openCacheOf(config);
   let bar: Progress | undefined;

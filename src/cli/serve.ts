@@ -2,7 +2,9 @@
 import { pino } from 'pino';
 import { createMirror } from '../app.js';
 import { loadConfig } from '../config/load.js';
-import { UsageError, type CommandContext } from './command.js';
+import type { Config } from '../config/schema.js';
+import { parseFlags } from './args.js';
+import type { CommandContext } from './command.js';
 
 export const SERVE_HELP = `usage: regmirror serve [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--upstream URL]
                       [--log-level LEVEL] [--offline]
@@ -15,28 +17,32 @@ directory), REGMIRROR_UPSTREAM (upstream URL), REGMIRROR_TAG_TTL, REGMIRROR_UPST
 REGMIRROR_UPSTREAM_PASSWORD, REGMIRROR_LOG_LEVEL.
 `;
 
-/** Flags and the config keys they set; validated by the same schema as the file and the environment. */
-const FLAGS: Readonly<Record<string, (value: string) => Record<string, unknown>>> = {
-  '--listen': (value) => ({ listen: value }),
-  '--data-dir': (value) => ({ dataDir: value }),
-  '--upstream': (value) => ({ upstream: { url: value } }),
-  '--log-level': (value) => ({ log: { level: value } }),
-};
+const OPTIONS = {
+  listen: { type: 'string' },
+  'data-dir': { type: 'string' },
+  upstream: { type: 'string' },
+  'log-level': { type: 'string' },
+  offline: { type: 'boolean' },
+} as const;
+
+/**
+ * The config serve runs with: file, environment, then flags, validated by the same schema. Shared with
+ * `healthcheck`, so that the probe goes where the server listens.
+ */
+export async function serveConfig(ctx: CommandContext, command: string, help: string): Promise<Config> {
+  const { values, configFile } = parseFlags(ctx, { command, help, options: OPTIONS });
+  const overrides = {
+    listen: values.listen,
+    dataDir: values['data-dir'],
+    // --offline wins over --upstream: "none" is the upstream that is never contacted.
+    upstream: { url: values.offline ? 'none' : values.upstream },
+    log: { level: values['log-level'] },
+  };
+  return loadConfig({ file: configFile, env: ctx.env, overrides });
+}
 
 export async function serve(ctx: CommandContext): Promise<void> {
-  const overrides: Record<string, unknown>[] = [];
-  const args = ctx.args.filter((arg) => arg !== '--offline');
-  for (let i = 0; i < args.length; i += 2) {
-    const [flag = '', value] = [args[i], args[i + 1]];
-    const toConfig = FLAGS[flag];
-    if (!toConfig || value === undefined) throw new UsageError(`serve: unexpected argument ${JSON.stringify(flag)}`, SERVE_HELP);
-    overrides.push(toConfig(value));
-  }
-  // --offline wins over --upstream: both set upstream.url, and overrides merge in order, one level deep.
-  if (args.length < ctx.args.length) overrides.push({ upstream: { url: 'none' } });
-  const merged: Record<string, unknown> = {};
-  for (const o of overrides) for (const [k, v] of Object.entries(o)) merged[k] = typeof v === 'object' && v !== null ? { ...(merged[k] as object), ...v } : v;
-  const config = await loadConfig({ file: ctx.configFile, env: ctx.env, overrides: merged });
+  const config = await serveConfig(ctx, 'serve', SERVE_HELP);
   const log = pino({ level: config.log.level, base: { service: 'regmirror' } });
   const mirror = await createMirror(config, log);
   const address = await mirror.listen();

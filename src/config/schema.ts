@@ -108,6 +108,11 @@ export const configSchema = z.strictObject({
       maxStale: duration.prefault('7d'),
       /** How long a 404 for a tag or repository is remembered. */
       notFoundTtl: duration.prefault('1m'),
+      /**
+       * When upstream answers 404 for a tag the mirror holds: false drops the tag (content is left to GC); true
+       * keeps serving the last known digest, so a deleted or renamed upstream tag does not break pulls.
+       */
+      keepDeleted: z.boolean().default(false),
     })
     .prefault({}),
   rateLimit: z

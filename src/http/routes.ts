@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Registry } from 'prom-client';
 import type { BlobCache, BlobHandle } from '../cache/blobs.js';
 import type { ManifestAnswer, ManifestCache } from '../cache/manifests.js';
+import type { TagLists } from '../cache/tag-lists.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { rangeLength } from '../registry/byte-range.js';
 import { RegistryError } from '../registry/errors.js';
@@ -32,6 +33,7 @@ export interface RouteDeps {
   readiness: () => Promise<Readiness>;
   blobs: BlobCache;
   manifests: ManifestCache;
+  tagLists: TagLists;
   upstream: Upstream;
   metrics: Metrics;
   registry: Registry;
@@ -130,7 +132,6 @@ async function serveBlob(deps: RouteDeps, ctx: RequestContext, repo: Repository,
     (await manifestAsBlob(deps, repo, digest));
   if (!blob) throw blobUnknown(repo, digest, deps.upstream.offline);
   ctx.cache = blob.source;
-  deps.metrics.cacheRequests.inc({ kind: 'blob', result: blob.source });
   await sendBlob(deps, ctx, digest, blob);
 }
 
@@ -143,6 +144,8 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
       headers: { 'content-range': `bytes */${blob.size ?? '*'}` },
     });
   }
+  // Counted here, not before the range check: a refused range is counted once, as an error, by the server.
+  deps.metrics.cacheRequests.inc({ kind: 'blob', result: blob.source });
   let length = blob.size;
   if (range.kind === 'partial') {
     length = rangeLength(range.range);
@@ -203,13 +206,9 @@ async function manifestAsBlob(deps: RouteDeps, repo: Repository, digest: Digest)
 
 async function serveTags(deps: RouteDeps, ctx: RequestContext, repo: Repository) {
   ctx.kind = 'tags';
-  const list = await deps.upstream.listTags(repo, ctx.query, {});
-  if (!list) {
-    const message = deps.upstream.offline ? `repository name not known to registry: ${OFFLINE_NOTE}` : 'repository name not known to registry';
-    throw new RegistryError('NAME_UNKNOWN', message, { detail: { name: repo } });
-  }
-  ctx.cache = 'miss';
-  deps.metrics.cacheRequests.inc({ kind: 'tags', result: 'miss' });
+  const list = await deps.tagLists.list(repo, ctx.query);
+  ctx.cache = list.source;
+  deps.metrics.cacheRequests.inc({ kind: 'tags', result: list.source === 'stale' ? 'hit' : list.source });
   ctx.res.writeHead(200, {
     ...API_VERSION,
     'content-type': 'application/json',

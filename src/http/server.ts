@@ -149,14 +149,19 @@ export class RegistryServer {
     else if (err !== error) log.warn({ upstreamError: (err as Error).message }, 'upstream could not answer');
     if (ctx.kind) this.options.metrics.cacheRequests.inc({ kind: ctx.kind, result: 'error' });
     const body = JSON.stringify(error.toJSON());
+    const length = Buffer.byteLength(body);
     res.writeHead(error.status, {
       'content-type': 'application/json',
-      'content-length': Buffer.byteLength(body),
+      'content-length': length,
       'docker-distribution-api-version': 'registry/2.0',
       ...error.headers,
     });
-    if (ctx.method === 'HEAD') res.end();
-    else res.end(body);
+    if (ctx.method === 'HEAD') {
+      res.end();
+    } else {
+      ctx.bytes = length;
+      res.end(body);
+    }
   }
 
   private accessLog(ctx: RequestContext, started: bigint): void {

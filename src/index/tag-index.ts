@@ -32,6 +32,10 @@ export interface TagIndex {
   entries(): AsyncIterable<TagEntry>;
   /** The records of one tag, for every accept class it was cached under. */
   entriesFor(upstream: string, repo: string, tag: string): Promise<TagEntry[]>;
+  /** Removes the records of one tag, every accept class (upstream deleted it). */
+  deleteTag(upstream: string, repo: string, tag: string): Promise<void>;
+  /** The distinct tags recorded for a repository, in lexical order (tags/list while upstream cannot answer). */
+  tagsOf(upstream: string, repo: string): Promise<string[]>;
 }
 
 export function tagKeyString(key: TagKey): string {
@@ -98,6 +102,24 @@ export class LevelTagIndex implements TagIndex {
   async entriesFor(upstream: string, repo: string, tag: string): Promise<TagEntry[]> {
     const prefix = `${upstream}/${repo}:${tag}#`;
     return this.db.values({ gte: prefix, lt: `${prefix}\uffff` }).all();
+  }
+
+  async deleteTag(upstream: string, repo: string, tag: string): Promise<void> {
+    const prefix = `${upstream}/${repo}:${tag}#`;
+    const ids = await this.db.keys({ gte: prefix, lt: `${prefix}\uffff` }).all();
+    for (const id of ids) {
+      this.hot.delete(id);
+      this.pending.delete(id);
+    }
+    if (ids.length > 0) await this.db.batch(ids.map((key) => ({ type: 'del' as const, key })));
+  }
+
+  async tagsOf(upstream: string, repo: string): Promise<string[]> {
+    // ':' cannot occur in a repository name, so this prefix holds exactly the repository's tags.
+    const prefix = `${upstream}/${repo}:`;
+    const tags = new Set<string>();
+    for await (const id of this.db.keys({ gte: prefix, lt: `${prefix}\uffff` })) tags.add(id.slice(prefix.length, id.lastIndexOf('#')));
+    return [...tags].sort();
   }
 
   private counted(entry: TagEntry, pending: PendingHits): Pick<TagEntry, 'hits' | 'pulledAt'> {

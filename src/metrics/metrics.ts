@@ -29,7 +29,7 @@ export class Metrics {
   readonly breakerOpen: Gauge;
   /** Tag checks past their TTL: `unchanged` (HEAD only), `changed` (then one GET), `error`. */
   readonly tagRevalidations: Counter<'result'>;
-  /** Tags answered from cache without upstream's confirmation: `error` (upstream failed), `ratelimit` (reserve). */
+  /** Tags answered from cache without upstream's confirmation: `error` (upstream failed), `ratelimit` (reserve), `deleted` (keepDeleted). */
   readonly staleServed: Counter<'reason'>;
   /** What the store holds (from the index): bytes and files, manifests included. */
   readonly storeBytes: Gauge;

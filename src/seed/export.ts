@@ -1,8 +1,10 @@
 // `regmirror export`: an OCI image layout streamed as a tar, straight from the store (no staging copy).
+// Headers come from node-tar's Header and Pax, so what ustar cannot hold (a sha512 blob path is 141 bytes, a
+// layer over 8 GiB) goes in a pax extended header before the entry, as tar itself writes it (POSIX pax format).
 import { once } from 'node:events';
 import { type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Header } from 'tar';
+import { Header, Pax } from 'tar';
 import type { CacheCore } from '../app.js';
 import { digestAlgorithm, digestHex, type Digest } from '../registry/reference.js';
 import { OCI_INDEX } from '../registry/media-types.js';
@@ -26,7 +28,9 @@ async function writeChunk(out: Writable, chunk: Buffer): Promise<void> {
 
 async function writeHeader(out: Writable, path: string, size: number): Promise<void> {
   const block = Buffer.alloc(BLOCK);
-  new Header({ path, size, mode: 0o644, mtime: MTIME, type: 'File', uid: 0, gid: 0 }).encode(block, 0);
+  // encode() answers whether a field did not fit (the ustar fields then hold a truncated or split form).
+  const needPax = new Header({ path, size, mode: 0o644, mtime: MTIME, type: 'File', uid: 0, gid: 0 }).encode(block, 0);
+  if (needPax) await writeChunk(out, new Pax({ path, size, mtime: MTIME }).encode());
   await writeChunk(out, block);
 }
 

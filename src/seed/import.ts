@@ -4,7 +4,7 @@
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Parser, type ReadEntry } from 'tar';
 import type { CacheCore } from '../app.js';
@@ -141,17 +141,33 @@ async function readDirectory(dir: string, onEntry: (path: string, size: number, 
   for (const path of paths) {
     const info = await stat(join(dir, path)).catch(() => undefined);
     if (!info?.isFile()) continue;
-    const body = createReadStream(join(dir, path));
-    body.on('data', (chunk) => onBytes(chunk.length));
-    await onEntry(path, info.size, body);
+    await onEntry(path, info.size, counted(createReadStream(join(dir, path)), onBytes));
   }
+}
+
+/**
+ * The same bytes, counted as the consumer pulls them. A 'data' listener would start the file flowing at once,
+ * and whatever it read before the importer attached (while it awaits the store) would be lost.
+ */
+function counted(source: Readable, onBytes: (n: number) => void): Readable {
+  return Readable.from(
+    (async function* () {
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        onBytes(chunk.length);
+        yield chunk;
+      }
+    })(),
+    { objectMode: false },
+  );
 }
 
 /** Total bytes to read, for the progress bar. */
 export async function bundleSize(source: string): Promise<number> {
   const info = await stat(source);
   if (info.isFile()) return info.size;
+  // The same files readDirectory reads, so the bar ends at 100 %.
   let total = 0;
+  for (const file of ['oci-layout', 'index.json']) total += (await stat(join(source, file)).catch(() => undefined))?.size ?? 0;
   for (const algorithm of await readdir(join(source, 'blobs')).catch(() => [] as string[])) {
     for (const name of await readdir(join(source, 'blobs', algorithm))) total += (await stat(join(source, 'blobs', algorithm, name))).size;
   }

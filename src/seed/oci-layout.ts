@@ -70,7 +70,10 @@ export async function allRoots(core: CacheCore, which: 'all' | 'pinned'): Promis
   }
   const refs = new Set<string>();
   for await (const entry of core.tags.entries()) refs.add(`${entry.upstream}/${entry.repo}:${entry.tag}`);
-  return rootsFor(core, [...refs]);
+  // A tag resolved by HEAD whose manifest no client fetched (or whose content was evicted) has nothing to export.
+  const roots = await rootsFor(core, [...refs]);
+  const stored = await Promise.all(roots.map(async (root) => (await core.index.get(root.digest))?.manifest === true));
+  return roots.filter((_, i) => stored[i]);
 }
 
 /**

@@ -41,6 +41,11 @@ export class CircuitBreaker {
     this.metrics.breakerOpen.set(0);
   }
 
+  /** The request told nothing about upstream (the client went away): a half-open trial may be tried again. */
+  release(): void {
+    this.trial = false;
+  }
+
   failure(): void {
     this.failures++;
     this.trial = false;

@@ -40,6 +40,7 @@ export class RegistryClient implements Upstream {
     private readonly config: UpstreamConfig,
     private readonly metrics: Metrics,
     private readonly rateLimit: RateLimitTracker,
+    now: () => number = Date.now,
   ) {
     this.name = config.name;
     const timeouts = {
@@ -53,8 +54,9 @@ export class RegistryClient implements Upstream {
       upstream: config.url,
       credentials: config.credentials,
       trustedRealms: config.authRealms,
+      now,
     });
-    this.breaker = new CircuitBreaker(config.breakerFailures, config.breakerCooldown, metrics);
+    this.breaker = new CircuitBreaker(config.breakerFailures, config.breakerCooldown, metrics, now);
   }
 
   async resolveManifest(repo: Repository, reference: string, request: ManifestRequest): Promise<ManifestHead | undefined> {
@@ -197,10 +199,11 @@ export class RegistryClient implements Upstream {
       this.breaker.success();
       return response;
     } catch (err) {
-      // Refused, reset, timed out or 5xx: upstream is in trouble. A 4xx is an answer, not a failure.
-      if (err instanceof UpstreamError && err.temporary && err.status !== 429 && !request.signal?.aborted) {
-        this.breaker.failure();
-      }
+      // Refused, reset, timed out or 5xx: upstream is in trouble. A 4xx (429 included) is an answer: upstream is
+      // up. Every outcome settles the breaker, or a half-open trial that got a 429 would hold it shut for good.
+      if (request.signal?.aborted || !(err instanceof UpstreamError)) this.breaker.release();
+      else if (err.status === undefined || err.status >= 500) this.breaker.failure();
+      else this.breaker.success();
       throw err;
     }
   }

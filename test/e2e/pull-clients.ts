@@ -17,6 +17,13 @@ const run = promisify(execFile);
 const DOCKER = '/usr/bin/docker';
 const COMMAND_TIMEOUT_MS = 60_000;
 
+/**
+ * When a pull through the mirror fails, dockerd, podman and skopeo fall back to the real docker.io (and ctr to
+ * its `server`): a DNS lookup and a connection off this machine. A proxy on a closed loopback port stops that at
+ * once; Go never proxies loopback addresses, so the mirror itself is reached directly.
+ */
+const NO_EGRESS = { HTTPS_PROXY: 'http://127.0.0.1:9', HTTP_PROXY: 'http://127.0.0.1:9', https_proxy: 'http://127.0.0.1:9', http_proxy: 'http://127.0.0.1:9' };
+
 /** dockerd makes its plugin discovery directory whatever its exec-root. */
 const DOCKERD_HOST_DIRS = ['/run/docker', '/run/docker/plugins'];
 /** podman 4.3 as root initialises netavark with a fixed run directory, even for a pull. */
@@ -50,7 +57,7 @@ async function exec(file: string, args: readonly string[], o: { env?: Record<str
       timeout: COMMAND_TIMEOUT_MS,
       killSignal: 'SIGKILL',
       maxBuffer: 16 * 1024 * 1024,
-      env: { ...process.env, ...o.env },
+      env: { ...process.env, ...NO_EGRESS, ...o.env },
     });
     return stdout;
   } catch (err) {
@@ -100,7 +107,7 @@ export async function startDockerd(mirrorUrl: string): Promise<PullClient> {
   const daemon = await startDaemon('dockerd', dir, 'dockerd', [
     ...['--config-file', join(dir, 'daemon.json'), '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec')],
     ...['--pidfile', join(dir, 'dockerd.pid'), '-H', `unix://${socket}`],
-  ]);
+  ], NO_EGRESS);
   // dockerd runs its own containerd in a separate session, which signalling dockerd's group does not reach:
   // dockerd stops it on SIGTERM, and shutdown() makes sure it did (its pid file goes with the directory).
   const shutdown = async (): Promise<void> => {
@@ -180,7 +187,7 @@ export async function startContainerd(mirrorUrl: string): Promise<PullClient> {
     '  capabilities = ["pull", "resolve"]',
   ];
   await writeFile(join(hostsDir, 'docker.io', 'hosts.toml'), `${hosts.join('\n')}\n`);
-  const daemon = await startDaemon('containerd', dir, 'containerd', ['--config', join(dir, 'config.toml')]);
+  const daemon = await startDaemon('containerd', dir, 'containerd', ['--config', join(dir, 'config.toml')], NO_EGRESS);
   try {
     await daemon.waitUntil('gRPC socket', () => socketAccepts(socket));
   } catch (err) {

@@ -1,11 +1,14 @@
-// The regmirror CLI's commands, run in-process: ls lists what was pulled; cert makes a pair the server serves with.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+// The regmirror CLI's commands, run in-process: ls lists what was pulled; cert makes a pair the server serves with;
+// every command takes `--flag=value` as well as `--flag value`.
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { exportCommand } from '../../src/cli/bundle.js';
 import { cert } from '../../src/cli/cert.js';
 import type { CommandContext } from '../../src/cli/command.js';
 import { ls } from '../../src/cli/ls.js';
+import { seed } from '../../src/cli/seed.js';
 import { startHubFront, type HubFront } from '../fixtures/hub-front.js';
 import { startMirror } from '../fixtures/mirror.js';
 import { pull } from '../fixtures/puller.js';
@@ -58,7 +61,45 @@ describe('regmirror cert', () => {
     }
   });
 
+  it('takes --flag=value forms', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'regmirror-cert-'));
+    try {
+      const { ctx, output } = context([`--out=${dir}`, '--name=127.0.0.1', '--name=mirror.test', '--days=30'], {});
+      await cert(ctx);
+      expect(output()).toContain('for 127.0.0.1, mirror.test, valid 30 days');
+      expect(await readFile(join(dir, 'key.pem'), 'utf8')).toContain('PRIVATE KEY');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('rejects a malformed argument with its usage', async () => {
     await expect(cert(context(['--days', 'forever'], {}).ctx)).rejects.toThrow(/--days/);
+  });
+});
+
+describe('regmirror seed and export', () => {
+  it('take --file=, --platform=, --output= and --config= forms like their spaced ones', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'regmirror-flags-'));
+    try {
+      const env = { REGMIRROR_DATA: join(dir, 'data') };
+      const configFile = join(dir, 'config.yaml');
+      await writeFile(configFile, `upstream:\n  url: "${front.url}"\n`);
+      await writeFile(join(dir, 'images.txt'), 'multi:1 # two platforms\n');
+      const seeded = context([`--config=${configFile}`, `--file=${join(dir, 'images.txt')}`, '--platform=linux/arm64'], env);
+      await seed(seeded.ctx);
+      expect(seeded.output()).toMatch(/seeded docker\.io\/library\/multi:1 sha256:\w+ \(linux\/arm64\)/);
+      const bundle = join(dir, 'bundle.tar');
+      const exported = context(['-c', configFile, '--pinned', `--output=${bundle}`], env);
+      await exportCommand(exported.ctx);
+      expect(exported.output()).toMatch(/1 image\(s\)/);
+      expect((await stat(bundle)).size).toBeGreaterThan(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a flag without its value, naming it', async () => {
+    await expect(seed(context(['schema2:1', '--platform'], {}).ctx)).rejects.toThrow(/^seed: --platform needs a value$/);
   });
 });

@@ -11,7 +11,8 @@ import { DOCKER_ACCEPT, pull } from '../fixtures/puller.js';
 const PASSWORD = 'dckr_pat_s3cret-Token-4242';
 let front: HubFront;
 let mirror: TestMirror | undefined;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** The mirrors' clock: tests move it past a TTL instead of sleeping. */
+let clock = Date.now();
 
 beforeAll(async () => {
   front = await startHubFront({
@@ -34,7 +35,7 @@ afterAll(() => front?.close());
  * conserve pulls (serve cached tags without asking) in tests that are about revalidation and failures.
  */
 function hubMirror(config: NonNullable<Parameters<typeof startMirror>[1]>['config'] = {}, logLines?: string[]) {
-  return startMirror(front.url, { config: { rateLimit: { reserve: 0 }, ...config }, ...(logLines ? { logLines } : {}) });
+  return startMirror(front.url, { config: { rateLimit: { reserve: 0 }, ...config }, now: () => clock, ...(logLines ? { logLines } : {}) });
 }
 
 /** A tiny single-platform image, pushed straight to the registry behind the front. */
@@ -61,7 +62,7 @@ describe('tag TTL', () => {
     await front.idle();
     expect(front.requests).toEqual([]);
 
-    await sleep(2100);
+    clock += 2100;
     expect((await pull(mirror.url, 'library/moving', '1')).digest).toBe(first.digest);
     await front.idle();
     expect(front.count({ kind: 'manifest', method: 'HEAD' })).toBe(1);
@@ -71,7 +72,7 @@ describe('tag TTL', () => {
     const moved = await pushTiny('library/moving', '1', 'moving-b');
     front.reset();
     expect((await pull(mirror.url, 'library/moving', '1')).digest).toBe(first.digest); // still within the TTL
-    await sleep(2100);
+    clock += 2100;
     expect((await pull(mirror.url, 'library/moving', '1')).digest).toBe(moved.digest);
     await front.idle();
     expect(front.pulls()).toBe(1);
@@ -81,7 +82,7 @@ describe('tag TTL', () => {
     const image = inject('images').schema2;
     mirror = await hubMirror({ tags: { ttl: '1s', rules: [], staleWhileRevalidate: true } });
     await pull(mirror.url, image.repo, image.tag);
-    await sleep(1100);
+    clock += 1100;
     front.reset();
     front.setFault({ kind: 'slow', ms: 3000, path: /manifests/ });
     const started = performance.now();

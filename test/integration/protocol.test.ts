@@ -226,6 +226,43 @@ describe('the access log', () => {
   });
 });
 
+describe('error answers in the log and metrics', () => {
+  const layer = () => inject('images').user.platforms[0]?.layers[1] as { digest: string; size: number };
+
+  it('counts a refused Range once, as an error', async () => {
+    expect(await getBlob(mirror.url, 'someuser/app', layer().digest)).toBe(layer().size);
+    const blobRequests = (text: string, result?: string) => metricValue(text, 'regmirror_cache_requests_total', { kind: 'blob', ...(result ? { result } : {}) });
+    const before = await mirror.metrics();
+    const refused = await request(`${mirror.url}/v2/someuser/app/blobs/${layer().digest}`, { headers: { range: `bytes=${layer().size}-` } });
+    await refused.body.dump();
+    expect(refused.statusCode).toBe(416);
+    const after = await mirror.metrics();
+    expect(blobRequests(after) - blobRequests(before)).toBe(1);
+    expect(blobRequests(after, 'error') - blobRequests(before, 'error')).toBe(1);
+  });
+
+  it('logs the bytes of an error body', async () => {
+    const logLines: string[] = [];
+    const logged = await startMirror(front.url, { logLines });
+    try {
+      expect(await getBlob(logged.url, 'someuser/app', layer().digest)).toBe(layer().size);
+      const refused = await request(`${logged.url}/v2/someuser/app/blobs/${layer().digest}`, { headers: { range: `bytes=${layer().size}-` } });
+      const refusedBody = await refused.body.text();
+      const missing = await request(`${logged.url}/v2/library/nothing-here/manifests/1`, { headers: { accept: DOCKER_ACCEPT } });
+      const missingBody = await missing.body.text();
+      expect([refused.statusCode, missing.statusCode]).toEqual([416, 404]);
+      expect(Buffer.byteLength(refusedBody)).toBeGreaterThan(0);
+      const errors = logLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((e) => e.msg === 'request' && Number(e.status) >= 400);
+      expect(errors.map((e) => [e.status, e.bytes])).toEqual([
+        [416, Buffer.byteLength(refusedBody)],
+        [404, Buffer.byteLength(missingBody)],
+      ]);
+    } finally {
+      await logged.close();
+    }
+  });
+});
+
 describe('health', () => {
   it('answers /healthz, and /readyz with the index, the data directory and the upstream breaker', async () => {
     expect((await raw('/healthz')).status).toBe(200);
