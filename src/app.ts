@@ -5,9 +5,10 @@ import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { BlobFills } from './cache/blob-fill.js';
 import { DiskBlobStore } from './cache/blob-store.js';
 import { BlobCache } from './cache/blobs.js';
+import { BlobFills } from './cache/fills.js';
+import { InUse } from './cache/in-use.js';
 import { ManifestCache } from './cache/manifests.js';
 import { Retention, type GcReport } from './cache/retention.js';
 import { TagLists } from './cache/tag-lists.js';
@@ -83,18 +84,19 @@ export async function openCache(config: Config, log: Logger, options: CacheOptio
   const rateLimit = new RateLimitTracker(config.rateLimit.reserve, metrics, log.child({ module: 'ratelimit' }), now);
   const client = config.upstream.url === 'none' ? undefined : new RegistryClient(config.upstream, metrics, rateLimit, now);
   const upstream: Upstream = client ?? new OfflineUpstream(config.upstream.name);
+  const inUse = new InUse();
   const retention = new Retention({
     store,
     index,
     tags,
     pins,
     upstreamName: config.upstream.name,
-    filling: (digest) => fills.isFilling(digest),
+    inUse,
     metrics,
     log: log.child({ module: 'retention' }),
     config: { ...config.cache, maxBytes: config.cache.maxBytes || undefined },
   });
-  const fills: BlobFills = new BlobFills({
+  const fills = new BlobFills({
     store,
     index,
     upstream,
@@ -102,8 +104,8 @@ export async function openCache(config: Config, log: Logger, options: CacheOptio
     log: log.child({ module: 'fill' }),
     fillTimeoutMs: config.upstream.fillTimeout,
     retention,
+    inUse,
   });
-  const blobs = new BlobCache(store, index, fills, upstream, retention);
   const manifests = new ManifestCache({
     store,
     index,
@@ -116,6 +118,7 @@ export async function openCache(config: Config, log: Logger, options: CacheOptio
     memoryBytes: config.cache.manifestMemoryBytes,
     now,
   });
+  const blobs = new BlobCache({ store, index, fills, upstream, manifests, inUse });
   // Pull counts per tag and last-access times reach the index in batches, not one write per hit.
   const flush = async (): Promise<void> => {
     await tags.flush().catch((err: unknown) => log.warn({ err }, 'tag statistics not saved'));

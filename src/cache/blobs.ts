@@ -1,12 +1,17 @@
-// Blob lookups for the HTTP layer: a verified file when we have one, else the shared upstream download.
-import type { Readable } from 'node:stream';
+// The blob path behind one call: a verified local file when we have one, else the shared upstream download
+// (fills.ts), else a manifest of that digest (clients ask /blobs/ for manifests too). Like distribution's proxy
+// blob store, it decorates the local store with the remote one; the HTTP layer only sends what it returns.
+import { Readable } from 'node:stream';
 import type { BlobIndex } from '../index/blob-index.js';
 import type { ByteRange } from '../registry/byte-range.js';
+import { RegistryError } from '../registry/errors.js';
+import { acceptClass, MANIFEST_TYPES } from '../registry/media-types.js';
 import type { Digest, Repository } from '../registry/reference.js';
 import type { Upstream } from '../upstream/upstream.js';
-import type { BlobFills } from './blob-fill.js';
 import type { BlobStore } from './blob-store.js';
-import type { Retention } from './retention.js';
+import type { BlobFills } from './fills.js';
+import type { InUse } from './in-use.js';
+import type { ManifestCache } from './manifests.js';
 
 export type BlobSource = 'hit' | 'miss' | 'coalesced';
 
@@ -30,30 +35,46 @@ export interface BlobMeta {
   manifest: boolean;
 }
 
+export interface BlobCacheDeps {
+  store: BlobStore;
+  index: BlobIndex;
+  fills: BlobFills;
+  upstream: Upstream;
+  /** For a manifest digest asked for on /blobs/ that is not cached as a blob. */
+  manifests: Pick<ManifestCache, 'byDigest'>;
+  /** Keeps a blob from eviction while it is streamed. */
+  inUse: InUse;
+}
+
+const ANY_MANIFEST = acceptClass(MANIFEST_TYPES.join(', '));
+
 export class BlobCache {
-  constructor(
-    private readonly store: BlobStore,
-    private readonly index: BlobIndex,
-    private readonly fills: BlobFills,
-    private readonly upstream: Upstream,
-    /** Keeps a blob from eviction while it is streamed; absent in tests of serving alone. */
-    private readonly retention?: Retention,
-  ) {}
+  constructor(private readonly deps: BlobCacheDeps) {}
+
+  /**
+   * GET: the local copy, else the shared download, else a manifest of that digest; undefined when upstream has
+   * none of them. Cached manifests are in the same store and index, with their media type: containerd asks
+   * /blobs/ for a manifest digest and breaks on application/octet-stream.
+   */
+  async get(repo: Repository, digest: Digest): Promise<BlobHandle | undefined> {
+    return (await this.lookup(digest)) ?? (await this.fetch(repo, digest)) ?? (await this.manifestAsBlob(repo, digest));
+  }
 
   /** The verified local copy, if any. A record whose file vanished is dropped and reported as absent. */
   async lookup(digest: Digest): Promise<BlobHandle | undefined> {
-    const record = await this.index.get(digest);
+    const { index, store, inUse } = this.deps;
+    const record = await index.get(digest);
     if (!record) return undefined;
-    const opened = await this.store.open(digest);
+    const opened = await store.open(digest);
     if (!opened) {
-      await this.index.delete(digest);
+      await index.delete(digest);
       return undefined;
     }
-    this.index.touch(digest, Date.now());
-    this.retention?.acquire(digest);
+    index.touch(digest, Date.now());
+    inUse.hold(digest);
     let released = false;
     const release = (): void => {
-      if (!released) this.retention?.release(digest);
+      if (!released) inUse.release(digest);
       released = true;
     };
     return {
@@ -72,7 +93,7 @@ export class BlobCache {
 
   /** Joins (or starts) the upstream download; undefined when upstream does not have the blob. */
   async fetch(repo: Repository, digest: Digest): Promise<BlobHandle | undefined> {
-    const joined = await this.fills.join(repo, digest);
+    const joined = await this.deps.fills.join(repo, digest);
     if (!joined) return undefined;
     const { fill, coalesced } = joined;
     return {
@@ -85,12 +106,32 @@ export class BlobCache {
     };
   }
 
-  /** What a HEAD needs: from the index, a running download, or upstream's HEAD (which starts no download). */
+  /** What a HEAD needs: from the index, or upstream's HEAD (which starts no download). */
   async head(repo: Repository, digest: Digest, signal?: AbortSignal): Promise<(BlobMeta & { source: BlobSource }) | undefined> {
-    const record = await this.index.get(digest);
+    const record = await this.deps.index.get(digest);
     if (record) return { size: record.size, mediaType: record.mediaType, manifest: record.manifest, source: 'hit' };
-    const remote = await this.upstream.statBlob(repo, digest, { signal });
+    const remote = await this.deps.upstream.statBlob(repo, digest, { signal });
     if (!remote) return undefined;
     return { size: remote.size, mediaType: remote.mediaType ?? 'application/octet-stream', manifest: false, source: 'miss' };
+  }
+
+  /** Registries answer 404 on /blobs/ for a manifest digest (distribution does): ask /manifests/ instead. */
+  private async manifestAsBlob(repo: Repository, digest: Digest): Promise<BlobHandle | undefined> {
+    let manifest;
+    try {
+      manifest = await this.deps.manifests.byDigest(repo, digest, ANY_MANIFEST, true);
+    } catch (err) {
+      if (err instanceof RegistryError && err.code === 'MANIFEST_UNKNOWN') return undefined;
+      throw err;
+    }
+    const bytes = manifest.bytes ?? Buffer.alloc(0);
+    return {
+      size: bytes.length,
+      mediaType: manifest.mediaType,
+      manifest: true,
+      source: manifest.source === 'coalesced' ? 'coalesced' : manifest.source === 'hit' ? 'hit' : 'miss',
+      read: (range) => Readable.from([range ? bytes.subarray(range.start, range.end + 1) : bytes]),
+      release: () => Promise.resolve(),
+    };
   }
 }

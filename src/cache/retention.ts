@@ -12,6 +12,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { manifestRefs } from '../registry/manifest-refs.js';
 import { parseImageReference, type Digest } from '../registry/reference.js';
 import { readWhole, type BlobStore } from './blob-store.js';
+import type { InUse } from './in-use.js';
 
 export interface RetentionConfig {
   /** Quota for stored content in bytes; undefined: no quota. */
@@ -32,8 +33,8 @@ export interface RetentionDeps {
   pins: PinIndex;
   /** This mirror's upstream name (docker.io): pins for other registries reach nothing here. */
   upstreamName: string;
-  /** True while a download of the digest runs: its content is not removable. */
-  filling: (digest: Digest) => boolean;
+  /** Digests being downloaded or streamed: not removable meanwhile. */
+  inUse: Pick<InUse, 'has'>;
   metrics: Metrics;
   log: Logger;
   config: RetentionConfig;
@@ -52,7 +53,6 @@ export interface GcReport {
 const MAX_DEPTH = 3;
 
 export class Retention {
-  private readonly inUse = new Map<Digest, number>();
   private readonly removing = new Map<Digest, Promise<void>>();
   private reserved = 0;
   private evicting: Promise<void> | undefined;
@@ -70,17 +70,6 @@ export class Retention {
   get lowMark(): number | undefined {
     const { maxBytes, lowWatermark } = this.deps.config;
     return maxBytes === undefined ? undefined : Math.floor(maxBytes * lowWatermark);
-  }
-
-  /** A client starts streaming a stored file: it is not removed until `release`. */
-  acquire(digest: Digest): void {
-    this.inUse.set(digest, (this.inUse.get(digest) ?? 0) + 1);
-  }
-
-  release(digest: Digest): void {
-    const left = (this.inUse.get(digest) ?? 1) - 1;
-    if (left <= 0) this.inUse.delete(digest);
-    else this.inUse.set(digest, left);
   }
 
   /** A download about to start waits for a removal of the same digest, so that it cannot be undone by it. */
@@ -176,7 +165,7 @@ export class Retention {
   }
 
   private busy(digest: Digest): boolean {
-    return this.inUse.has(digest) || this.deps.filling(digest) || this.removing.has(digest);
+    return this.deps.inUse.has(digest) || this.removing.has(digest);
   }
 
   /** Index record first, then the file; false when the digest became busy meanwhile (then nothing is removed). */

@@ -1,4 +1,5 @@
 // `regmirror gc`: removes what no cached tag and no pin reaches, past the grace period, from a stopped mirror.
+import { InUse } from '../cache/in-use.js';
 import { Retention, type GcReport } from '../cache/retention.js';
 import { loadConfig } from '../config/load.js';
 import { Metrics } from '../metrics/metrics.js';
@@ -26,7 +27,7 @@ export async function gc(ctx: CommandContext): Promise<void> {
     const retention = new Retention({
       ...data,
       upstreamName: config.upstream.name,
-      filling: () => false, // the mirror is stopped: nothing downloads
+      inUse: new InUse(), // the mirror is stopped: nothing downloads or streams
       metrics: new Metrics(new Registry()),
       log: pino({ level: 'silent' }),
       config: { ...config.cache, maxBytes: config.cache.maxBytes || undefined },

@@ -1,5 +1,4 @@
 // The route table of the registry API v2 pull side (distribution-spec "Pull"), plus health and metrics.
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Registry } from 'prom-client';
 import type { BlobCache, BlobHandle } from '../cache/blobs.js';
@@ -8,12 +7,11 @@ import type { TagLists } from '../cache/tag-lists.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { rangeLength } from '../registry/byte-range.js';
 import { RegistryError } from '../registry/errors.js';
-import { acceptClass, MANIFEST_TYPES } from '../registry/media-types.js';
+import { acceptClass } from '../registry/media-types.js';
 import {
   parseDigest,
   parseManifestReference,
   parseRepository,
-  type Digest,
   type Repository,
 } from '../registry/reference.js';
 import { OFFLINE_NOTE } from '../upstream/offline.js';
@@ -42,7 +40,6 @@ export interface RouteDeps {
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' } as const;
 /** /v2/<name>/<endpoint>/<reference>: the name may hold slashes, the reference may not. */
 const REPO_ROUTE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)$/;
-const ANY_MANIFEST = acceptClass(MANIFEST_TYPES.join(', '));
 const READ_METHODS = new Set(['GET', 'HEAD']);
 /** Digests never change: clients and proxies may keep them for a year. */
 const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -124,12 +121,7 @@ async function serveBlob(deps: RouteDeps, ctx: RequestContext, repo: Repository,
     ctx.res.end();
     return;
   }
-  // Cached manifests are in the same store and index, with their media type: containerd asks /blobs/ for a
-  // manifest digest and breaks on application/octet-stream.
-  const blob =
-    (await deps.blobs.lookup(digest)) ??
-    (await deps.blobs.fetch(repo, digest)) ??
-    (await manifestAsBlob(deps, repo, digest));
+  const blob = await deps.blobs.get(repo, digest);
   if (!blob) throw blobUnknown(repo, digest, deps.upstream.offline);
   ctx.cache = blob.source;
   await sendBlob(deps, ctx, digest, blob);
@@ -182,26 +174,6 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
   }
   ctx.bytes = sent;
   deps.metrics.servedBytes.inc({ source: blob.source === 'hit' ? 'cache' : 'upstream' }, sent);
-}
-
-/** Registries answer 404 on /blobs/ for a manifest digest (distribution does): ask /manifests/ instead. */
-async function manifestAsBlob(deps: RouteDeps, repo: Repository, digest: Digest): Promise<BlobHandle | undefined> {
-  let manifest: ManifestAnswer;
-  try {
-    manifest = await deps.manifests.byDigest(repo, digest, ANY_MANIFEST, true);
-  } catch (err) {
-    if (err instanceof RegistryError && err.code === 'MANIFEST_UNKNOWN') return undefined;
-    throw err;
-  }
-  const bytes = manifest.bytes ?? Buffer.alloc(0);
-  return {
-    size: bytes.length,
-    mediaType: manifest.mediaType,
-    manifest: true,
-    source: manifest.source === 'coalesced' ? 'coalesced' : manifest.source === 'hit' ? 'hit' : 'miss',
-    read: (range) => Readable.from([range ? bytes.subarray(range.start, range.end + 1) : bytes]),
-    release: () => Promise.resolve(),
-  };
 }
 
 async function serveTags(deps: RouteDeps, ctx: RequestContext, repo: Repository) {

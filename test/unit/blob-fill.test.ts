@@ -1,12 +1,13 @@
-// BlobFill readers: the moment a temp file is renamed into place must not break a reader that opens it late.
+// Readers of a download (readFill over a FillProgress): a temp file renamed into place must not break a late reader.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BlobFill } from '../../src/cache/blob-fill.js';
 import { DiskBlobStore } from '../../src/cache/blob-store.js';
+import { FillProgress } from '../../src/cache/fill-progress.js';
+import { readFill } from '../../src/cache/fill-reader.js';
 import { content } from '../contract/blob-store.contract.js';
 
 let dir: string;
@@ -18,18 +19,17 @@ async function readAll(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-describe('BlobFill.read', () => {
+describe('readFill', () => {
   it('serves the stored file to a reader whose temp file was renamed away before it opened it', async () => {
     dir = await mkdtemp(join(tmpdir(), 'regmirror-fill-'));
     const store = new DiskBlobStore(dir);
     await store.init();
     const { bytes, digest } = content(50_000);
     const writer = await store.createWriter(digest, bytes.length);
-    const fill = new BlobFill(digest, bytes.length, 'application/octet-stream', store);
-    fill.spoolPath = writer.spoolPath;
+    const fill = new FillProgress(digest, bytes.length, writer.spoolPath);
     await pipeline(Readable.from([bytes]), writer);
     await writer.commit(); // renamed: spoolPath no longer exists, but the fill has not reported success yet
-    const reading = readAll(fill.read());
+    const reading = readAll(readFill(fill, store));
     await new Promise((resolve) => setTimeout(resolve, 20));
     fill.succeed(bytes.length);
     expect(await reading).toEqual(bytes);
@@ -41,13 +41,12 @@ describe('BlobFill.read', () => {
     await store.init();
     const { bytes, digest } = content(50_000);
     const writer = await store.createWriter(digest, bytes.length, { onProgress: (n) => fill.progress(n) });
-    const fill = new BlobFill(digest, bytes.length, 'application/octet-stream', store);
-    fill.spoolPath = writer.spoolPath;
+    const fill = new FillProgress(digest, bytes.length, writer.spoolPath);
     await pipeline(Readable.from([bytes]), writer);
     let received = 0;
     const reading = (async () => {
       const chunks: Buffer[] = [];
-      for await (const chunk of fill.read() as AsyncIterable<Buffer>) {
+      for await (const chunk of readFill(fill, store) as AsyncIterable<Buffer>) {
         chunks.push(chunk);
         received += chunk.length;
       }
@@ -66,9 +65,8 @@ describe('BlobFill.read', () => {
     const store = new DiskBlobStore(dir);
     await store.init();
     const { digest } = content(10);
-    const fill = new BlobFill(digest, 10, 'application/octet-stream', store);
-    fill.spoolPath = join(dir, 'tmp', 'gone');
-    const reading = readAll(fill.read());
+    const fill = new FillProgress(digest, 10, join(dir, 'tmp', 'gone'));
+    const reading = readAll(readFill(fill, store));
     fill.fail(new Error('upstream broke'));
     await expect(reading).rejects.toThrow('upstream broke');
   });
@@ -79,11 +77,10 @@ describe('BlobFill.read', () => {
     await store.init();
     const { bytes, digest } = content(1000);
     const writer = await store.createWriter(digest, bytes.length, { onProgress: (n) => fill.progress(n) });
-    const fill = new BlobFill(digest, bytes.length, 'application/octet-stream', store);
-    fill.spoolPath = writer.spoolPath;
+    const fill = new FillProgress(digest, bytes.length, writer.spoolPath);
     await pipeline(Readable.from([bytes]), writer);
     const received: Buffer[] = [];
-    const reader = fill.read();
+    const reader = readFill(fill, store);
     reader.on('data', (chunk: Buffer) => received.push(chunk));
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(Buffer.concat(received).length).toBe(999);

@@ -1,0 +1,62 @@
+// The in-flight downloads of one cache instance, by digest: however many clients ask for a blob at once, upstream
+// sends it once (fill.ts), and every client reads that one download [zot on_demand.go, undici deduplicate.js].
+// A digest is in use (in-use.ts) from the first request until its download has settled: retention leaves it alone.
+import type { Digest, Repository } from '../registry/reference.js';
+import { BlobFill, type FillDeps } from './fill.js';
+import type { InUse } from './in-use.js';
+
+export interface BlobFillsDeps extends FillDeps {
+  inUse: InUse;
+}
+
+export interface JoinedFill {
+  fill: BlobFill;
+  /** False for the request that started the download. */
+  coalesced: boolean;
+}
+
+export class BlobFills {
+  private readonly inFlight = new Map<Digest, Promise<BlobFill | undefined>>();
+  private readonly shutdown = new AbortController();
+
+  constructor(private readonly deps: BlobFillsDeps) {}
+
+  /** Joins the download of a digest, starting one if none runs. Resolves once upstream has answered; undefined for 404. */
+  async join(repo: Repository, digest: Digest): Promise<JoinedFill | undefined> {
+    const running = this.inFlight.get(digest);
+    if (running) {
+      const fill = await running;
+      return fill ? { fill, coalesced: true } : undefined;
+    }
+    const started = BlobFill.start(this.deps, repo, digest, this.shutdown.signal);
+    this.track(digest, started);
+    const fill = await started;
+    return fill ? { fill, coalesced: false } : undefined;
+  }
+
+  /** Resolves once the download of `digest` (if one runs) has ended, successfully or not. */
+  async settled(digest: Digest): Promise<void> {
+    const fill = await this.inFlight.get(digest)?.catch(() => undefined);
+    await fill?.settled;
+  }
+
+  /** Aborts every download (shutdown) and resolves once their temp files are removed; nothing half-written is indexed. */
+  async abortAll(): Promise<void> {
+    this.shutdown.abort();
+    await Promise.all([...this.inFlight.keys()].map((digest) => this.settled(digest)));
+  }
+
+  /**
+   * The only place an entry begins and ends: it ends when the download settles, or at once when upstream
+   * answered 404 or the start failed before the first byte.
+   */
+  private track(digest: Digest, started: Promise<BlobFill | undefined>): void {
+    this.inFlight.set(digest, started);
+    this.deps.inUse.hold(digest);
+    const end = (): void => {
+      this.inFlight.delete(digest);
+      this.deps.inUse.release(digest);
+    };
+    started.then((fill) => (fill ? fill.settled.then(end) : end()), end);
+  }
+}
