@@ -24,21 +24,37 @@ async function* resuming(deps: ResumeDeps, repo: Repository, digest: Digest, fir
   let body = first.body;
   let received = 0;
   for (let resumes = 0; ; resumes++) {
-    try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        received += chunk.length;
-        yield chunk;
+    const broken = yield* untilBroken(body, (bytes) => (received += bytes));
+    if (broken === undefined) return;
+    const resumable = first.size !== undefined && received > 0 && received < first.size;
+    if (signal.aborted || !resumable || resumes >= MAX_RESUMES) throw broken.error;
+    deps.log.warn({ err: broken.error, digest, received, resumes }, 'upstream body broke, resuming');
+    deps.metrics.fillResumes.inc();
+    const rest = await deps.upstream.fetchBlob(repo, digest, { offset: received, signal });
+    if (!rest) throw broken.error;
+    body = rest.body;
+  }
+}
+
+/**
+ * The body's chunks, and at the end either undefined or how the body broke. Only the body's own failure counts:
+ * an error thrown in by the consumer (the writer failed, e.g. a full disk) ends the download without a resume.
+ */
+async function* untilBroken(body: Readable, onChunk: (bytes: number) => void): AsyncGenerator<Buffer, { error: unknown } | undefined> {
+  const chunks = (body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      let next: IteratorResult<Buffer>;
+      try {
+        next = await chunks.next();
+      } catch (error) {
+        return { error };
       }
-      return;
-    } catch (err) {
-      body.destroy();
-      const resumable = first.size !== undefined && received > 0 && received < first.size;
-      if (signal.aborted || !resumable || resumes >= MAX_RESUMES) throw err;
-      deps.log.warn({ err, digest, received, resumes }, 'upstream body broke, resuming');
-      deps.metrics.fillResumes.inc();
-      const rest = await deps.upstream.fetchBlob(repo, digest, { offset: received, signal });
-      if (!rest) throw err;
-      body = rest.body;
+      if (next.done) return undefined;
+      onChunk(next.value.length);
+      yield next.value;
     }
+  } finally {
+    body.destroy();
   }
 }
