@@ -15,6 +15,8 @@ export interface RequestContext {
   readonly path: string;
   /** The query string with its `?`, or ''. */
   readonly query: string;
+  /** Aborts when the client goes away before its answer is complete; made on first use. */
+  readonly signal: AbortSignal;
   /** Filled in by handlers for the access log and metrics. */
   cache: string | undefined;
   kind: 'manifest' | 'blob' | 'tags' | undefined;

@@ -85,8 +85,8 @@ async function serveManifest(deps: RouteDeps, ctx: RequestContext, repo: Reposit
   const withBody = ctx.method === 'GET';
   const manifest =
     'digest' in parsed
-      ? await deps.manifests.byDigest(repo, parsed.digest, accept, withBody)
-      : await deps.manifests.byTag(repo, parsed.tag, accept, withBody);
+      ? await deps.manifests.byDigest(repo, parsed.digest, accept, withBody, ctx.signal)
+      : await deps.manifests.byTag(repo, parsed.tag, accept, withBody, { signal: ctx.signal });
   ctx.cache = manifest.source;
   deps.metrics.cacheRequests.inc({ kind: 'manifest', result: manifest.source === 'stale' ? 'hit' : manifest.source });
   sendManifest(ctx, manifest);
@@ -206,7 +206,7 @@ async function manifestAsBlob(deps: RouteDeps, repo: Repository, digest: Digest)
 
 async function serveTags(deps: RouteDeps, ctx: RequestContext, repo: Repository) {
   ctx.kind = 'tags';
-  const list = await deps.tagLists.list(repo, ctx.query);
+  const list = await deps.tagLists.list(repo, ctx.query, ctx.signal);
   ctx.cache = list.source;
   deps.metrics.cacheRequests.inc({ kind: 'tags', result: list.source === 'stale' ? 'hit' : list.source });
   ctx.res.writeHead(200, {

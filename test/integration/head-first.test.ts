@@ -167,6 +167,21 @@ describe('a tag first resolved by HEAD, then fetched by digest only', () => {
   });
 });
 
+describe('a client that hangs up', () => {
+  it('stops the upstream request made only for it', async () => {
+    await pushTiny('headfirst/hangup', 'v1', 'head-first-hangup');
+    const m = await mirrorOn({ upstream: { headersTimeout: '30s' } });
+    await headFirstPull(m.url, 'headfirst/hangup', 'v1', DOCKER_ACCEPT); // token and connection warm
+    front.reset();
+    front.setFault({ path: /manifests\/slow$/, kind: 'slow', ms: 20_000 });
+    const client = request(`${m.url}/v2/headfirst/hangup/manifests/slow`, { method: 'HEAD', signal: AbortSignal.timeout(300) });
+    await expect(client).rejects.toThrow();
+    // The mirror gives up its HEAD at once, not after upstream's 20 s.
+    await expect.poll(() => front.requests.filter((r) => r.path.endsWith('/slow') && !r.done).length, { timeout: 3_000 }).toBe(0);
+    expect(front.requests.some((r) => r.path.endsWith('/slow'))).toBe(true);
+  });
+});
+
 describe('tags/list', () => {
   it("passes upstream's list on while it answers, and lists the cached tags (n/last pages) while it is down and offline", async () => {
     const repo = 'headfirst/listed';
