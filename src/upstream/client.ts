@@ -10,7 +10,8 @@ import { TokenCache } from './auth.js';
 import { CircuitBreaker } from './breaker.js';
 import type { RateLimitTracker } from './rate-limit.js';
 import { discard, readCapped } from './body.js';
-import { UpstreamContentError, UpstreamError, type UpstreamErrorDetail } from './errors.js';
+import { acceptHeader, contentLength, errorFrom, isRedirect, mediaTypeOf, single } from './response.js';
+import { UpstreamContentError, UpstreamError } from './errors.js';
 import type { FetchedManifest, ManifestHead, ManifestRequest, TagList, Upstream, UpstreamBlob } from './upstream.js';
 
 /** distribution refuses manifests over 4 MiB; so do we. */
@@ -249,28 +250,6 @@ export class RegistryClient implements Upstream {
   }
 }
 
-async function errorFrom(response: Dispatcher.ResponseData, what: string): Promise<UpstreamError> {
-  const body = await readCapped(response.body).catch(() => Buffer.alloc(0));
-  let errors: UpstreamErrorDetail[] = [];
-  try {
-    const parsed = JSON.parse(body.toString('utf8')) as { errors?: unknown };
-    if (Array.isArray(parsed.errors)) errors = parsed.errors as UpstreamErrorDetail[];
-  } catch {
-    // Not a registry error body (a proxy's HTML page, say): the status alone tells.
-  }
-  const retryAfter = Number(single(response.headers['retry-after']));
-  return new UpstreamError(`${what}: upstream answered ${response.statusCode}`, {
-    status: response.statusCode,
-    errors,
-    ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterSeconds: retryAfter } : {}),
-  });
-}
-
-function contentLength(response: Dispatcher.ResponseData): number | undefined {
-  const value = single(response.headers['content-length']);
-  return value === undefined ? undefined : Number(value);
-}
-
 function computeDigest(bytes: Buffer, like: string): Digest {
   const algorithm = like.startsWith('sha512:') ? 'sha512' : 'sha256';
   return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}` as Digest;
@@ -285,19 +264,7 @@ function embeddedMediaType(bytes: Buffer): string | undefined {
   }
 }
 
-function acceptHeader(accept: string | undefined): Record<string, string> {
-  return accept === undefined ? {} : { accept };
-}
 
-function mediaTypeOf(headers: Dispatcher.ResponseData['headers']): string {
-  return (single(headers['content-type']) ?? '').split(';')[0]?.trim() ?? '';
-}
 
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
 
-function isRedirect(status: number): boolean {
-  return status === 301 || status === 302 || status === 303 || status === 307 || status === 308;
-}
 
