@@ -8,7 +8,7 @@ import type { TagsConfig } from '../config/schema.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { RateLimitTracker } from '../upstream/rate-limit.js';
 import { RegistryError } from '../registry/errors.js';
-import { acceptClass, type AcceptClass } from '../registry/media-types.js';
+import { acceptOnly, DOCKER_LIST, isIndexType, OCI_INDEX, type AcceptClass } from '../registry/media-types.js';
 import type { Digest, Repository, Tag } from '../registry/reference.js';
 import { UpstreamError } from '../upstream/errors.js';
 import type { ManifestHead, Upstream } from '../upstream/upstream.js';
@@ -45,6 +45,8 @@ export class ManifestCache {
   private readonly heads = new SingleFlight<string, ManifestHead | undefined>();
   /** Tags upstream answered 404 for, until when (ms), so a typo in a CI job does not hammer upstream. */
   private readonly notFound = new LRUCache<string, number>({ max: 10_000 });
+  /** Tags kept under `tags.keepDeleted` after upstream's 404, until when (ms): no HEAD per request meanwhile. */
+  private readonly keptUntil = new LRUCache<string, number>({ max: 10_000 });
   private readonly ttl: TagTtl;
   private readonly now: () => number;
 
@@ -79,19 +81,26 @@ export class ManifestCache {
   }
 
   private async answerTag(q: Lookup, revalidate: boolean): Promise<ManifestAnswer> {
-    if ((this.notFound.get(tagKeyString(q.key)) ?? 0) > this.now()) throw this.manifests.unknown(q.repo, q.tag);
-    const entry = (await this.deps.tags.get(q.key)) ?? (await this.anyAccepted(q));
+    const id = tagKeyString(q.key);
+    if ((this.notFound.get(id) ?? 0) > this.now()) throw this.manifests.unknown(q.repo, q.tag);
+    const own = await this.deps.tags.get(q.key);
+    const other = own ? undefined : await this.anyAccepted(q);
+    const entry = own ?? other?.entry;
     // Air-gapped: what was seeded or imported is the truth, however old, but only while its content is here.
     if (this.deps.upstream.offline) return (entry && (await this.local(entry.digest, q.withBody))) ?? this.resolve(q);
     if (!entry) return this.resolve(q);
-    if (!revalidate && this.now() - entry.checkedAt < this.ttl(q.repo, q.tag)) return this.fromEntry(entry, q);
+    // A narrower record (one platform's manifest, cached for an old client) is no answer to a client that
+    // takes an index while upstream can say which index: it is asked, and the record is the outage fallback.
+    const mustAsk = revalidate || other?.narrower === true;
+    const fresh = this.now() - entry.checkedAt < this.ttl(q.repo, q.tag) || (this.keptUntil.get(id) ?? 0) > this.now();
+    if (!mustAsk && fresh) return this.fromEntry(entry, q);
     if (this.deps.rateLimit.conserving()) {
       this.deps.metrics.staleServed.inc({ reason: 'ratelimit' });
-      return this.fromEntry(entry, q);
+      return { ...(await this.fromEntry(entry, q)), source: 'stale' };
     }
-    if (this.deps.tagsConfig.staleWhileRevalidate && !revalidate) {
-      // Detached from the client: it has its answer, and the check is the cache's own work.
-      this.revalidate({ ...q, withBody: false, signal: undefined }, entry).catch((err: unknown) => {
+    if (this.deps.tagsConfig.staleWhileRevalidate && !mustAsk) {
+      // Detached from the client: it has its answer, and the check (new body included) is the cache's own work.
+      this.revalidate({ ...q, withBody: true, signal: undefined }, entry).catch((err: unknown) => {
         this.deps.log.warn({ err, repo: q.repo, tag: q.tag }, 'background tag revalidation failed');
       });
       return this.fromEntry(entry, q);
@@ -105,7 +114,7 @@ export class ManifestCache {
     if (local) return local;
     if (!q.withBody) return { digest: entry.digest, mediaType: entry.mediaType, size: entry.size, bytes: undefined, source: 'hit' };
     // The same content-addressed manifest the tag resolved to, whichever client asks.
-    return this.manifests.fetch(q.repo, entry.digest, acceptClass(entry.mediaType), q.signal);
+    return this.manifests.fetch(q.repo, entry.digest, acceptOnly(entry.mediaType), q.signal);
   }
 
   private async revalidate(q: Lookup, entry: TagEntry): Promise<ManifestAnswer> {
@@ -132,7 +141,15 @@ export class ManifestCache {
       return this.fromEntry(entry, q);
     }
     metrics.tagRevalidations.inc({ result: 'changed' });
-    return this.fromHead(q, head);
+    const answer = await this.fromHead(q, head);
+    // The tag moved while a HEAD was enough for this client: the new body is fetched now, detached, so a GET
+    // client right after (or an outage) still finds it here. A HEAD-first client's GET by digest joins it.
+    if (!answer.bytes && !q.withBody) {
+      this.manifests.fetch(q.repo, answer.digest, acceptOnly(answer.mediaType), undefined).catch((err: unknown) => {
+        this.deps.log.warn({ err, repo: q.repo, tag: q.tag, digest: answer.digest }, 'prefetch of a moved tag failed');
+      });
+    }
+    return answer;
   }
 
   /**
@@ -147,11 +164,14 @@ export class ManifestCache {
       const kept = await this.fromEntry(entry, q);
       metrics.staleServed.inc({ reason: 'deleted' });
       log.warn({ repo: q.repo, tag: q.tag, digest: entry.digest }, 'upstream deleted the tag, serving the last known digest');
-      // Confirmed as "deleted upstream, kept" until the TTL runs out again: no HEAD per request meanwhile.
-      await this.record({ ...entry, checkedAt: this.now() });
+      // Asked again when the TTL has run out once more; checkedAt still says when upstream last had the tag.
+      this.keptUntil.set(tagKeyString(q.key), this.now() + this.ttl(q.repo, q.tag));
       return { ...kept, source: 'stale' };
     }
-    await this.deps.tags.deleteTag(q.key.upstream, q.repo, q.tag);
+    await this.deps.tags.deleteTag(q.key.upstream, q.repo, q.tag).catch((err: unknown) => {
+      // A full disk: the 404 stands, and the record is dropped when upstream is asked again.
+      log.warn({ err, repo: q.repo, tag: q.tag }, 'tag record not removed');
+    });
     return this.notFoundUpstream(q);
   }
 
@@ -184,9 +204,10 @@ export class ManifestCache {
         await this.remember(q.key, local);
         return local;
       }
-      if (!q.withBody) {
-        // Recorded as a GET would be, so the tag survives an outage for clients that resolve by HEAD (dockerd,
-        // containerd); the body comes when the client asks for it by digest, or with the next GET by tag.
+      // Recorded as a GET would be, so the tag survives an outage for clients that resolve by HEAD (dockerd,
+      // containerd); the body comes when the client asks for it by digest, or with the next GET by tag. A HEAD
+      // without a media type or length is not worth recording: the GET below tells them.
+      if (!q.withBody && head.mediaType !== '' && head.size > 0) {
         this.checkAccepted(head, q);
         const answer: ManifestAnswer = { digest: head.digest, mediaType: head.mediaType, size: head.size, bytes: undefined, source: 'miss' };
         await this.remember(q.key, answer);
@@ -205,12 +226,15 @@ export class ManifestCache {
    * an air-gapped mirror has no upstream to ask how it would answer this client, and an online one still
    * revalidates it past its TTL as usual.
    */
-  private async anyAccepted(q: Lookup): Promise<TagEntry | undefined> {
-    const entries = await this.deps.tags.entriesFor(q.key.upstream, q.repo, q.tag);
-    const found = entries.find((e) => q.accept.accepts(e.mediaType));
+  private async anyAccepted(q: Lookup): Promise<{ entry: TagEntry; narrower: boolean } | undefined> {
+    const accepted = (await this.deps.tags.entriesFor(q.key.upstream, q.repo, q.tag)).filter((e) => q.accept.accepts(e.mediaType));
+    const best = accepted.find((e) => isIndexType(e.mediaType)) ?? accepted[0];
+    if (!best) return undefined;
+    const entry = { ...best, acceptKey: q.key.acceptKey };
+    const narrower = !isIndexType(best.mediaType) && acceptsAnIndex(q.accept);
     // Recorded under this client's class too (same digest and age), so its next request is a plain lookup.
-    if (found) await this.record({ ...found, acceptKey: q.key.acceptKey });
-    return found;
+    if (!narrower) await this.record(entry);
+    return { entry, narrower };
   }
 
   private remember(key: TagKey, manifest: Pick<ManifestAnswer, 'digest' | 'mediaType' | 'size'>): Promise<void> {
@@ -235,6 +259,10 @@ export class ManifestCache {
       });
     }
   }
+}
+
+function acceptsAnIndex(accept: AcceptClass): boolean {
+  return accept.accepts(OCI_INDEX) || accept.accepts(DOCKER_LIST);
 }
 
 /** One client's question about a tag. */

@@ -17,6 +17,11 @@ export const MANIFEST_TYPES = [
   DOCKER_MANIFEST_V1_SIGNED,
 ] as const;
 
+/** An index (OCI image index or Docker manifest list): what a multi-platform client wants for a tag. */
+export function isIndexType(mediaType: string): boolean {
+  return mediaType === OCI_INDEX || mediaType === DOCKER_LIST;
+}
+
 /**
  * What a client accepts, reduced to the manifest types we know. Tag records are keyed by `key`, because
  * upstream answers one tag differently per Accept (an index for docker 20+, a single manifest for old clients),
@@ -42,6 +47,11 @@ export function acceptClass(header: string | string[] | undefined): AcceptClass 
   if (parsed.size >= PARSED_LIMIT) parsed.clear();
   parsed.set(raw ?? '', result);
   return result;
+}
+
+/** The class of a request for exactly one media type (a recorded tag's manifest fetched by digest); not memoised. */
+export function acceptOnly(mediaType: string): AcceptClass {
+  return parseAccept(mediaType);
 }
 
 function parseAccept(raw: string | undefined): AcceptClass {

@@ -141,7 +141,12 @@ async function readDirectory(dir: string, onEntry: (path: string, size: number, 
   for (const path of paths) {
     const info = await stat(join(dir, path)).catch(() => undefined);
     if (!info?.isFile()) continue;
-    await onEntry(path, info.size, counted(createReadStream(join(dir, path)), onBytes));
+    const source = createReadStream(join(dir, path));
+    try {
+      await onEntry(path, info.size, counted(source, onBytes));
+    } finally {
+      source.destroy(); // read to the end, or refused before it: the descriptor goes either way
+    }
   }
 }
 

@@ -185,7 +185,12 @@ export class RegistryClient implements Upstream {
       discard(response.body);
       return undefined;
     }
-    return { body: await readCapped(response.body, TAG_LIST_LIMIT, false), link: single(response.headers.link) };
+    // A body that stalls or runs past the cap is upstream failing, like any other: the cached tags can answer.
+    const body = await readCapped(response.body, TAG_LIST_LIMIT, false).catch((cause: unknown) => {
+      if (options.signal?.aborted) throw cause;
+      throw new UpstreamError(`tags of ${repo}: upstream sent no usable list`, { status: 502, cause });
+    });
+    return { body, link: single(response.headers.link) };
   }
 
   async close(): Promise<void> {
@@ -194,7 +199,7 @@ export class RegistryClient implements Upstream {
 
   /** One request to the registry origin, with a bearer token when needed; non-2xx/404/3xx statuses throw. */
   private async send(repo: Repository, request: Send): Promise<Dispatcher.ResponseData> {
-    this.breaker.check();
+    const trial = this.breaker.check();
     try {
       const response = await this.authorized(repo, request);
       this.breaker.success();
@@ -202,9 +207,13 @@ export class RegistryClient implements Upstream {
     } catch (err) {
       // Refused, reset, timed out or 5xx: upstream is in trouble. A 4xx (429 included) is an answer: upstream is
       // up. Every outcome settles the breaker, or a half-open trial that got a 429 would hold it shut for good.
-      if (request.signal?.aborted || !(err instanceof UpstreamError)) this.breaker.release();
-      else if (err.status === undefined || err.status >= 500) this.breaker.failure();
-      else this.breaker.success();
+      if (request.signal?.aborted || !(err instanceof UpstreamError)) {
+        if (trial) this.breaker.release();
+      } else if (err.status === undefined || err.status >= 500) {
+        this.breaker.failure();
+      } else {
+        this.breaker.success();
+      }
       throw err;
     }
   }

@@ -16,10 +16,13 @@ import { Metrics } from '../../src/metrics/metrics.js';
 import { acceptClass } from '../../src/registry/media-types.js';
 import type { Digest, Repository, Tag } from '../../src/registry/reference.js';
 import { UpstreamError } from '../../src/upstream/errors.js';
-import type { FetchedManifest, ManifestHead, Upstream } from '../../src/upstream/upstream.js';
+import type { FetchedManifest, ManifestHead, ManifestRequest, Upstream } from '../../src/upstream/upstream.js';
 import { MemoryTagIndex } from '../fixtures/memory-tag-index.js';
 
 const SCHEMA2 = 'application/vnd.docker.distribution.manifest.v2+json';
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+/** An old client: one platform's manifest only. */
+const NARROW = acceptClass(SCHEMA2);
 const DOCKER = acceptClass(`${SCHEMA2}, application/vnd.oci.image.index.v1+json`);
 const HOUR = 3_600_000;
 const repo = 'library/app' as Repository;
@@ -35,8 +38,29 @@ class MemoryUpstream implements Upstream {
   readonly name = 'docker.io';
   readonly tags = new Map<string, Digest>();
   readonly manifests = new Map<Digest, Buffer>();
+  /** Tags that are an index: what a client that takes no index gets instead (as distribution does). */
+  readonly platformOf = new Map<Digest, Digest>();
   readonly calls: string[] = [];
   failWith: Error | undefined;
+
+  publishIndex(tagName: string, n: number): { index: Digest; platform: Digest } {
+    const platform = this.publish(`${tagName}-platform`, n + 1000);
+    const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ digest: platform }] }));
+    const index = `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
+    this.tags.set(tagName, index);
+    this.manifests.set(index, bytes);
+    this.platformOf.set(index, platform);
+    return { index, platform };
+  }
+
+  private negotiate(digest: Digest, accept: string | undefined): Digest {
+    const platform = this.platformOf.get(digest);
+    return platform && !acceptClass(accept).accepts(OCI_INDEX) ? platform : digest;
+  }
+
+  private typeOf(digest: Digest): string {
+    return this.platformOf.has(digest) ? OCI_INDEX : SCHEMA2;
+  }
 
   publish(tagName: string, n: number): Digest {
     const { digest, bytes } = manifestBytes(n);
@@ -51,18 +75,22 @@ class MemoryUpstream implements Upstream {
     return digest && bytes ? { digest, bytes } : undefined;
   }
 
-  resolveManifest(_repo: Repository, reference: string): Promise<ManifestHead | undefined> {
+  resolveManifest(_repo: Repository, reference: string, request: ManifestRequest): Promise<ManifestHead | undefined> {
     this.calls.push(`HEAD ${reference}`);
     if (this.failWith) return Promise.reject(this.failWith);
     const found = this.find(reference);
-    return Promise.resolve(found && { digest: found.digest, mediaType: SCHEMA2, size: found.bytes.length });
+    const digest = found && this.negotiate(found.digest, request.accept);
+    const bytes = digest && this.manifests.get(digest);
+    return Promise.resolve(digest && bytes && { digest, mediaType: this.typeOf(digest), size: bytes.length });
   }
 
-  fetchManifest(_repo: Repository, reference: string): Promise<FetchedManifest | undefined> {
+  fetchManifest(_repo: Repository, reference: string, request: ManifestRequest): Promise<FetchedManifest | undefined> {
     this.calls.push(`GET ${reference}`);
     if (this.failWith) return Promise.reject(this.failWith);
     const found = this.find(reference);
-    return Promise.resolve(found && { ...found, mediaType: SCHEMA2 });
+    const digest = found && this.negotiate(found.digest, request.accept);
+    const bytes = digest && this.manifests.get(digest);
+    return Promise.resolve(digest && bytes && { digest, bytes, mediaType: this.typeOf(digest) });
   }
 
   statBlob = () => Promise.resolve(undefined);
@@ -86,16 +114,17 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   await db.close();
-  await rm(dir, { recursive: true, force: true });
+  // A detached prefetch may still be writing its file: rm retries until it is done.
+  await rm(dir, { recursive: true, force: true, maxRetries: 10 });
 });
 
-async function cache(tags: Record<string, unknown> = {}, conserving = false): Promise<ManifestCache> {
+async function cache(tags: Record<string, unknown> = {}, conserving = false, tagIndex = new MemoryTagIndex()): Promise<ManifestCache> {
   const store = new DiskBlobStore(dir);
   await store.init();
   return new ManifestCache({
     store,
     index: new BlobIndex(db, 100),
-    tags: new MemoryTagIndex(),
+    tags: tagIndex,
     upstream,
     rateLimit: { conserving: () => conserving },
     tagsConfig: parseConfig({ tags: { ttl: '1h', rules: [], ...tags } }).tags,
@@ -163,7 +192,7 @@ describe('ManifestCache by tag', () => {
     await manifests.byTag(repo, tag, DOCKER, true);
     upstream.calls.length = 0;
     clock += 2 * HOUR;
-    expect((await manifests.byTag(repo, tag, DOCKER, true)).source).toBe('hit');
+    expect((await manifests.byTag(repo, tag, DOCKER, true)).source).toBe('stale');
     expect(upstream.calls).toEqual([]);
   });
 
@@ -191,5 +220,55 @@ describe('ManifestCache by tag', () => {
     await expect(manifests.byTag(repo, tag, acceptClass('application/vnd.oci.image.index.v1+json'), true)).rejects.toMatchObject({
       code: 'MANIFEST_UNKNOWN',
     });
+  });
+
+  it('never answers a client that takes an index with the one-platform record of a narrower client while upstream can say better', async () => {
+    const { index, platform } = upstream.publishIndex('v1', 1);
+    const manifests = await cache();
+    expect((await manifests.byTag(repo, tag, NARROW, false)).digest).toBe(platform);
+    expect((await manifests.byTag(repo, tag, DOCKER, false)).digest).toBe(index);
+    upstream.failWith = new UpstreamError('upstream unreachable');
+    clock += 2 * HOUR;
+    expect(await manifests.byTag(repo, tag, DOCKER, false)).toMatchObject({ digest: index, source: 'stale' });
+    expect(await manifests.byTag(repo, tag, NARROW, false)).toMatchObject({ digest: platform, source: 'stale' });
+  });
+
+  it('falls back to the narrower record during an outage when that is all it has', async () => {
+    const { platform } = upstream.publishIndex('v1', 1);
+    const manifests = await cache();
+    await manifests.byTag(repo, tag, NARROW, false);
+    upstream.failWith = new UpstreamError('upstream unreachable');
+    expect(await manifests.byTag(repo, tag, DOCKER, false)).toMatchObject({ digest: platform, source: 'stale' });
+  });
+
+  it('fetches the body of a moved tag when a HEAD revalidates it, so GET clients find it during a later outage', async () => {
+    upstream.publish('v1', 1);
+    const manifests = await cache();
+    await manifests.byTag(repo, tag, DOCKER, true);
+    const moved = upstream.publish('v1', 2);
+    clock += 2 * HOUR;
+    expect((await manifests.byTag(repo, tag, DOCKER, false)).digest).toBe(moved);
+    await expect.poll(() => upstream.calls.includes(`GET ${moved}`)).toBe(true);
+    await expect.poll(async () => (await manifests.local(moved, true))?.digest).toBe(moved);
+    upstream.failWith = new UpstreamError('upstream unreachable');
+    expect(await manifests.byTag(repo, tag, DOCKER, true)).toMatchObject({ digest: moved, source: 'hit' });
+  });
+
+  it('under keepDeleted, asks again after the TTL and keeps when upstream last had the tag', async () => {
+    upstream.publish('v1', 1);
+    const tags = new MemoryTagIndex();
+    const manifests = await cache({ keepDeleted: true }, false, tags);
+    await manifests.byTag(repo, tag, DOCKER, true);
+    const confirmed = clock;
+    upstream.tags.delete('v1');
+    clock += 2 * HOUR;
+    upstream.calls.length = 0;
+    await manifests.byTag(repo, tag, DOCKER, true);
+    await manifests.byTag(repo, tag, DOCKER, true);
+    expect(upstream.calls).toEqual(['HEAD v1']);
+    clock += 2 * HOUR;
+    await manifests.byTag(repo, tag, DOCKER, true);
+    expect(upstream.calls).toEqual(['HEAD v1', 'HEAD v1']);
+    expect((await tags.get({ upstream: 'docker.io', repo, tag, acceptKey: DOCKER.key }))?.checkedAt).toBe(confirmed);
   });
 });
