@@ -92,7 +92,7 @@ export async function openCache(config: Config, log: Logger, options: CacheOptio
     filling: (digest) => fills.isFilling(digest),
     metrics,
     log: log.child({ module: 'retention' }),
-    config: { ...config.cache, maxBytes: config.cache.maxBytes || undefined },
+    config: config.cache,
   });
   const fills: BlobFills = new BlobFills({
     store,
@@ -183,7 +183,7 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
     log.info({ removed: report.removed.length, bytes: report.bytes, reachable: report.reachable }, 'garbage collection');
     return report;
   };
-  const gcTimer = config.cache.gcInterval > 0 ? setInterval(() => void gc().catch((err: unknown) => log.warn({ err }, 'garbage collection failed')), config.cache.gcInterval) : undefined;
+  const gcTimer = config.cache.gcInterval !== 'off' ? setInterval(() => void gc().catch((err: unknown) => log.warn({ err }, 'garbage collection failed')), config.cache.gcInterval) : undefined;
   gcTimer?.unref();
   return {
     server,

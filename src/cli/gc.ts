@@ -29,7 +29,7 @@ export async function gc(ctx: CommandContext): Promise<void> {
       filling: () => false, // the mirror is stopped: nothing downloads
       metrics: new Metrics(new Registry()),
       log: pino({ level: 'silent' }),
-      config: { ...config.cache, maxBytes: config.cache.maxBytes || undefined },
+      config: config.cache,
     });
     ctx.out(gcSummary(await retention.gc({ dryRun })));
   } finally {
