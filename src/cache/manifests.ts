@@ -141,7 +141,7 @@ export class ManifestCache {
       return this.fromEntry(entry, q);
     }
     metrics.tagRevalidations.inc({ result: 'changed' });
-    const answer = await this.fromHead(q, head);
+    const answer = await this.fromHead(q, head, entry);
     // The tag moved while a HEAD was enough for this client: the new body is fetched now, detached, so a GET
     // client right after (or an outage) still finds it here. A HEAD-first client's GET by digest joins it.
     if (!answer.bytes && !q.withBody) {
@@ -196,12 +196,13 @@ export class ManifestCache {
     return value;
   }
 
-  private async fromHead(q: Lookup, head: ManifestHead): Promise<ManifestAnswer> {
+  /** `prior`: the record the tag had, whose pull counts carry over to the new digest. */
+  private async fromHead(q: Lookup, head: ManifestHead, prior?: TagEntry): Promise<ManifestAnswer> {
     if (head.digest) {
       const local = await this.local(head.digest, q.withBody);
       if (local) {
         this.checkAccepted(local, q);
-        await this.remember(q.key, local);
+        await this.remember(q.key, local, prior);
         return local;
       }
       // Recorded as a GET would be, so the tag survives an outage for clients that resolve by HEAD (dockerd,
@@ -210,14 +211,14 @@ export class ManifestCache {
       if (!q.withBody && head.mediaType !== '' && head.size > 0) {
         this.checkAccepted(head, q);
         const answer: ManifestAnswer = { digest: head.digest, mediaType: head.mediaType, size: head.size, bytes: undefined, source: 'miss' };
-        await this.remember(q.key, answer);
+        await this.remember(q.key, answer, prior);
         return answer;
       }
     }
     // Fetch by digest when HEAD told one, so the bytes are exactly what HEAD announced even if the tag moves.
     const result = await this.manifests.fetch(q.repo, head.digest ?? q.tag, q.accept, q.signal);
     this.checkAccepted(result, q);
-    await this.remember(q.key, result);
+    await this.remember(q.key, result, prior);
     return result;
   }
 
@@ -230,16 +231,19 @@ export class ManifestCache {
     const accepted = (await this.deps.tags.entriesFor(q.key.upstream, q.repo, q.tag)).filter((e) => q.accept.accepts(e.mediaType));
     const best = accepted.find((e) => isIndexType(e.mediaType)) ?? accepted[0];
     if (!best) return undefined;
-    const entry = { ...best, acceptKey: q.key.acceptKey };
+    // Its pull counts stay with the record they were counted for.
+    const { hits: _hits, pulledAt: _pulledAt, ...rest } = best;
+    const entry = { ...rest, acceptKey: q.key.acceptKey };
     const narrower = !isIndexType(best.mediaType) && acceptsAnIndex(q.accept);
     // Recorded under this client's class too (same digest and age), so its next request is a plain lookup.
     if (!narrower) await this.record(entry);
     return { entry, narrower };
   }
 
-  private remember(key: TagKey, manifest: Pick<ManifestAnswer, 'digest' | 'mediaType' | 'size'>): Promise<void> {
+  private remember(key: TagKey, manifest: Pick<ManifestAnswer, 'digest' | 'mediaType' | 'size'>, prior?: TagEntry): Promise<void> {
     const { digest, mediaType, size } = manifest;
-    return this.record({ ...key, digest, mediaType, size, checkedAt: this.now() });
+    const counts = prior?.hits === undefined ? {} : { hits: prior.hits, pulledAt: prior.pulledAt };
+    return this.record({ ...key, digest, mediaType, size, checkedAt: this.now(), ...counts });
   }
 
   private async record(entry: TagEntry): Promise<void> {

@@ -271,4 +271,17 @@ describe('ManifestCache by tag', () => {
     expect(upstream.calls).toEqual(['HEAD v1', 'HEAD v1']);
     expect((await tags.get({ upstream: 'docker.io', repo, tag, acceptKey: DOCKER.key }))?.checkedAt).toBe(confirmed);
   });
+
+  it('keeps counting pulls of a tag when it moves to a new digest', async () => {
+    upstream.publish('v1', 1);
+    const tags = new MemoryTagIndex();
+    const manifests = await cache({}, false, tags);
+    for (let i = 0; i < 3; i++) await manifests.byTag(repo, tag, DOCKER, true);
+    await tags.flush();
+    const moved = upstream.publish('v1', 2);
+    clock += 2 * HOUR;
+    expect((await manifests.byTag(repo, tag, DOCKER, true)).digest).toBe(moved);
+    await tags.flush();
+    expect(await tags.get({ upstream: 'docker.io', repo, tag, acceptKey: DOCKER.key })).toMatchObject({ digest: moved, hits: 4 });
+  });
 });
