@@ -18,9 +18,10 @@ export interface OpenDataDir {
   close(): Promise<void>;
 }
 
+/** abstract-level reports a held lock as LEVEL_DATABASE_NOT_OPEN caused by LEVEL_LOCKED. */
 export function isLockError(err: unknown): boolean {
-  const e = err as (Error & { cause?: Error; code?: string }) | undefined;
-  return e?.code === 'LEVEL_LOCKED' || /lock/i.test(String(e?.cause?.message ?? e?.message));
+  const e = err as { code?: unknown; cause?: { code?: unknown } } | undefined;
+  return e?.code === 'LEVEL_LOCKED' || e?.cause?.code === 'LEVEL_LOCKED';
 }
 
 export function inUseError(config: Config): Error {

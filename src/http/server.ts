@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { RegistryError } from '../registry/errors.js';
 import { UpstreamContentError, UpstreamError } from '../upstream/errors.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { Request, RequestContext, Response } from './context.js';
+import { ClientGoneError, responseClosed, type Request, type RequestContext, type Response } from './context.js';
 import { createSniffingListener } from './listener.js';
 
 export type Handler = (ctx: RequestContext) => Promise<void>;
@@ -142,14 +142,14 @@ export class RegistryServer {
   private fail(ctx: RequestContext, err: unknown): void {
     const { res, log } = ctx;
     const error = toRegistryError(err);
-    if (res.destroyed && !res.writableEnded && !res.headersSent) {
+    if (responseClosed(res) && !res.writableEnded && !res.headersSent) {
       // The client hung up while we waited (its signal aborted the work): nobody to answer.
       log.debug('client went away');
       return;
     }
     if (res.headersSent) {
       // Too late for a status: breaking the response is how the client learns the body is incomplete.
-      if ((err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') log.debug('client went away');
+      if (err instanceof ClientGoneError || (err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') log.debug('client went away');
       else log.warn({ err }, 'response aborted');
       if (!res.destroyed) res.destroy(err instanceof Error ? err : undefined);
       return;
@@ -197,7 +197,7 @@ export class RegistryServer {
 /** Aborts when the response closes unfinished: the client hung up, and work done only for it can stop. */
 function clientGone(res: Response): AbortController {
   const controller = new AbortController();
-  if (res.destroyed && !res.writableEnded) controller.abort();
+  if (responseClosed(res) && !res.writableEnded) controller.abort();
   else res.once('close', () => {
     if (!res.writableEnded) controller.abort();
   });
