@@ -222,7 +222,7 @@ export class RegistryClient implements Upstream {
         response = await this.dispatch(this.pool, request.kind, options);
       }
     }
-    if (request.kind === 'manifest') this.rateLimit.observe(response.headers);
+    if (request.kind === 'manifest') this.rateLimit.observe(response.headers, { method: request.method, status: response.statusCode });
     const status = response.statusCode;
     if ((status >= 200 && status < 300) || status === 404 || isRedirect(status)) return response;
     const error = await errorFrom(response, `${request.method} ${request.path}`);
