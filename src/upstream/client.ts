@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { Agent, Pool, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/schema.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { tryParseManifest } from '../registry/manifest.js';
 import { DOCKER_MANIFEST_V1_SIGNED } from '../registry/media-types.js';
 import { isDigest, type Digest, type Repository } from '../registry/reference.js';
 import { TokenCache } from './auth.js';
@@ -97,7 +98,7 @@ export class RegistryClient implements Upstream {
     const bytes = await readCapped(response.body, MANIFEST_LIMIT, false);
     let mediaType = mediaTypeOf(response.headers);
     if (mediaType === '' || mediaType === 'application/json' || mediaType === 'text/plain') {
-      mediaType = embeddedMediaType(bytes) ?? DOCKER_MANIFEST_V1_SIGNED;
+      mediaType = tryParseManifest(bytes)?.mediaType ?? DOCKER_MANIFEST_V1_SIGNED;
     }
     const announced = single(response.headers['docker-content-digest']);
     const expected = isDigest(reference) ? reference : announced !== undefined && isDigest(announced) ? announced : undefined;
@@ -274,15 +275,6 @@ function contentLength(response: Dispatcher.ResponseData): number | undefined {
 function computeDigest(bytes: Buffer, like: string): Digest {
   const algorithm = like.startsWith('sha512:') ? 'sha512' : 'sha256';
   return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}` as Digest;
-}
-
-function embeddedMediaType(bytes: Buffer): string | undefined {
-  try {
-    const parsed = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown };
-    return typeof parsed.mediaType === 'string' ? parsed.mediaType : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function acceptHeader(accept: string | undefined): Record<string, string> {
