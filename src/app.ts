@@ -23,6 +23,9 @@ import { RegistryClient } from './upstream/client.js';
 import { OfflineUpstream } from './upstream/offline.js';
 import type { Upstream } from './upstream/upstream.js';
 import { RateLimitTracker } from './upstream/rate-limit.js';
+import type { ImportDeps } from './seed/import.js';
+import type { AllRootsDeps, ClosureDeps } from './seed/oci-layout.js';
+import type { SeedDeps } from './seed/seed.js';
 
 const STATS_FLUSH_MS = 5000;
 
@@ -38,9 +41,11 @@ export interface Mirror {
   close(): Promise<void>;
 }
 
-/** The cache without its HTTP server: what `serve` runs behind the routes, and what `seed` and `import` drive. */
-export interface CacheCore {
-  readonly config: Config;
+/**
+ * The cache's wired parts, without its HTTP server: `serve` puts the routes in front of them; `seed`, `export`
+ * and `import` get only what their functions declare (openSeeder, openBundles). Never handed to domain code.
+ */
+interface Cache {
   readonly metrics: Metrics;
   readonly store: DiskBlobStore;
   readonly db: IndexDb;
@@ -50,6 +55,7 @@ export interface CacheCore {
   readonly upstream: Upstream;
   /** The real client, or undefined when offline. */
   readonly client: RegistryClient | undefined;
+  readonly rateLimit: RateLimitTracker;
   readonly fills: BlobFills;
   readonly blobs: BlobCache;
   readonly manifests: ManifestCache;
@@ -60,6 +66,21 @@ export interface CacheCore {
   close(): Promise<void>;
 }
 
+/** What `regmirror seed` drives: the server's pull path and records, and the pulls it spent. */
+export interface Seeder {
+  readonly deps: SeedDeps;
+  /** Manifest GETs upstream answered with 200, counted by the rate-limit tracker. */
+  pullsSpent(): number;
+  close(): Promise<void>;
+}
+
+/** What `regmirror export` reads and `regmirror import` writes. */
+export interface Bundles {
+  readonly exporting: AllRootsDeps & ClosureDeps;
+  readonly importing: ImportDeps;
+  close(): Promise<void>;
+}
+
 export interface CacheOptions {
   metrics?: Metrics;
   /** The clock of tag TTLs, the breaker, token expiry and rate-limit windows; tests move it instead of sleeping. */
@@ -67,7 +88,7 @@ export interface CacheOptions {
 }
 
 /** Opens the data directory (removing temp files of interrupted downloads) and wires the cache together. */
-export async function openCache(config: Config, log: Logger, options: CacheOptions = {}): Promise<CacheCore> {
+async function openCache(config: Config, log: Logger, options: CacheOptions = {}): Promise<Cache> {
   const metrics = options.metrics ?? new Metrics(new Registry());
   const now = options.now ?? Date.now;
   const store = new DiskBlobStore(config.dataDir);
@@ -122,7 +143,6 @@ export async function openCache(config: Config, log: Logger, options: CacheOptio
     await index.flush().catch((err: unknown) => log.warn({ err }, 'access times not saved'));
   };
   return {
-    config,
     metrics,
     store,
     db,
@@ -131,6 +151,7 @@ export async function openCache(config: Config, log: Logger, options: CacheOptio
     pins,
     upstream,
     client,
+    rateLimit,
     fills,
     blobs,
     manifests,
@@ -142,6 +163,28 @@ export async function openCache(config: Config, log: Logger, options: CacheOptio
       await upstream.close();
       await db.close();
     },
+  };
+}
+
+/** The cache of a stopped mirror, wired for `regmirror seed`. */
+export async function openSeeder(config: Config, log: Logger): Promise<Seeder> {
+  const cache = await openCache(config, log);
+  const { manifests, blobs, fills, index, pins, rateLimit } = cache;
+  return {
+    deps: { upstreamName: config.upstream.name, manifests, blobs, fills, index, pins },
+    pullsSpent: () => rateLimit.pullsSpent,
+    close: () => cache.close(),
+  };
+}
+
+/** The cache of a stopped mirror, wired for `regmirror export` and `import`. */
+export async function openBundles(config: Config, log: Logger): Promise<Bundles> {
+  const cache = await openCache(config, log);
+  const { store, index, tags, pins } = cache;
+  return {
+    exporting: { store, index, tags, pins, configPins: config.cache.pins },
+    importing: { upstreamName: config.upstream.name, store, index, tags, pins },
+    close: () => cache.close(),
   };
 }
 

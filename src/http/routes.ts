@@ -8,8 +8,9 @@ import type { TagLists } from '../cache/tag-lists.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { rangeLength } from '../registry/byte-range.js';
 import { RegistryError } from '../registry/errors.js';
-import { acceptClass, MANIFEST_TYPES } from '../registry/media-types.js';
+import { acceptClass, ANY_MANIFEST } from '../registry/media-types.js';
 import {
+  DOCKER_HUB_ALIASES,
   parseDigest,
   parseManifestReference,
   parseRepository,
@@ -42,7 +43,6 @@ export interface RouteDeps {
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' } as const;
 /** /v2/<name>/<endpoint>/<reference>: the name may hold slashes, the reference may not. */
 const REPO_ROUTE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)$/;
-const ANY_MANIFEST = acceptClass(MANIFEST_TYPES.join(', '));
 const READ_METHODS = new Set(['GET', 'HEAD']);
 /** Digests never change: clients and proxies may keep them for a year. */
 const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -240,8 +240,6 @@ function sendText(ctx: RequestContext, status: number, body: string, contentType
   }
   return Promise.resolve();
 }
-
-const DOCKER_HUB_ALIASES = new Set(['docker.io', 'registry-1.docker.io', 'index.docker.io']);
 
 /** containerd names the registry it wants in `?ns=`: content of another registry is unknown here. */
 function checkNamespace(query: string, upstreamName: string): void {

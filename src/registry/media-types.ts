@@ -74,3 +74,6 @@ function acceptedType(part: string): string | undefined {
   if (q !== undefined && Number(q.slice(2)) === 0) return undefined;
   return type;
 }
+
+/** Every manifest type: what a seed takes, and what /blobs/ asks for when a client names a manifest's digest. */
+export const ANY_MANIFEST: AcceptClass = parseAccept(MANIFEST_TYPES.join(', '));

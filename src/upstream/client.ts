@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { Agent, Pool, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/schema.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { tryParseManifest } from '../registry/manifest.js';
 import { DOCKER_MANIFEST_V1_SIGNED } from '../registry/media-types.js';
 import { isDigest, type Digest, type Repository } from '../registry/reference.js';
 import { TokenCache } from './auth.js';
@@ -98,7 +99,7 @@ export class RegistryClient implements Upstream {
     const bytes = await readCapped(response.body, MANIFEST_LIMIT, false);
     let mediaType = mediaTypeOf(response.headers);
     if (mediaType === '' || mediaType === 'application/json' || mediaType === 'text/plain') {
-      mediaType = embeddedMediaType(bytes) ?? DOCKER_MANIFEST_V1_SIGNED;
+      mediaType = tryParseManifest(bytes)?.mediaType ?? DOCKER_MANIFEST_V1_SIGNED;
     }
     const announced = single(response.headers['docker-content-digest']);
     const expected = isDigest(reference) ? reference : announced !== undefined && isDigest(announced) ? announced : undefined;
@@ -232,7 +233,7 @@ export class RegistryClient implements Upstream {
         response = await this.dispatch(this.pool, request.kind, options);
       }
     }
-    if (request.kind === 'manifest') this.rateLimit.observe(response.headers);
+    if (request.kind === 'manifest') this.rateLimit.observe(response.headers, { method: request.method, status: response.statusCode });
     const status = response.statusCode;
     if ((status >= 200 && status < 300) || status === 404 || isRedirect(status)) return response;
     const error = await errorFrom(response, `${request.method} ${request.path}`);
@@ -262,15 +263,6 @@ export class RegistryClient implements Upstream {
 function computeDigest(bytes: Buffer, like: string): Digest {
   const algorithm = like.startsWith('sha512:') ? 'sha512' : 'sha256';
   return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}` as Digest;
-}
-
-function embeddedMediaType(bytes: Buffer): string | undefined {
-  try {
-    const parsed = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown };
-    return typeof parsed.mediaType === 'string' ? parsed.mediaType : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 
