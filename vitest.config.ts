@@ -1,10 +1,13 @@
-// Test runner config: one shared registry (globalSetup), forked workers, coverage over src/ only.
-import { defineConfig } from 'vitest/config';
+// Test runner config: two lanes. `unit` (npm run test:unit) is pure and in-process: no global setup, no registry
+// process, no dist/ build, so it runs on every save. `integration` holds the rest (a real registry started once by
+// globalSetup, regmirror as a process, real clients). `npm test` runs both with coverage and its thresholds.
+import { configDefaults, defineConfig } from 'vitest/config';
+
+/** In-process tests only: tiny node:http fault servers and temp directories are fine, child processes are not. */
+const UNIT = ['test/unit/**/*.test.ts', 'test/contract/**/*.test.ts'];
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    globalSetup: ['test/global-setup.ts'],
     // Integration tests move tens of MB through real processes; 5 s defaults would flake on 2 cores.
     testTimeout: 60_000,
     hookTimeout: 60_000,
@@ -12,10 +15,26 @@ export default defineConfig({
     pool: 'forks',
     // Files run in parallel, but two at a time is what 2-core CI can take beside the registry process.
     maxWorkers: 2,
+    projects: [
+      { extends: true, test: { name: 'unit', include: UNIT } },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/**/*.test.ts'],
+          exclude: [...configDefaults.exclude, ...UNIT],
+          // The one registry shared by all integration files, and dist/ for the tests that run regmirror as a process.
+          globalSetup: ['test/global-setup.ts'],
+        },
+      },
+    ],
     coverage: {
       provider: 'v8',
       include: ['src/**'],
       reporter: ['text-summary'],
+      // A little under the full run's figures (87.19 / 76.16 / 87.09 / 90.89 % when set, issue 12), so noise
+      // passes and a real drop fails `npm test`. Raise them as coverage grows.
+      thresholds: { statements: 86, branches: 75, functions: 86, lines: 89 },
     },
   },
 });

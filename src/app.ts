@@ -24,6 +24,9 @@ import { RegistryClient } from './upstream/client.js';
 import { OfflineUpstream } from './upstream/offline.js';
 import type { Upstream } from './upstream/upstream.js';
 import { RateLimitTracker } from './upstream/rate-limit.js';
+import type { ImportDeps } from './seed/import.js';
+import type { AllRootsDeps, ClosureDeps } from './seed/oci-layout.js';
+import type { SeedDeps } from './seed/seed.js';
 
 const STATS_FLUSH_MS = 5000;
 
@@ -39,9 +42,11 @@ export interface Mirror {
   close(): Promise<void>;
 }
 
-/** The cache without its HTTP server: what `serve` runs behind the routes, and what `seed` and `import` drive. */
-export interface CacheCore {
-  readonly config: Config;
+/**
+ * The cache's wired parts, without its HTTP server: `serve` puts the routes in front of them; `seed`, `export`
+ * and `import` get only what their functions declare (openSeeder, openBundles). Never handed to domain code.
+ */
+interface Cache {
   readonly metrics: Metrics;
   readonly store: DiskBlobStore;
   readonly db: IndexDb;
@@ -51,6 +56,7 @@ export interface CacheCore {
   readonly upstream: Upstream;
   /** The real client, or undefined when offline. */
   readonly client: RegistryClient | undefined;
+  readonly rateLimit: RateLimitTracker;
   readonly fills: BlobFills;
   readonly blobs: BlobCache;
   readonly manifests: ManifestCache;
@@ -61,6 +67,21 @@ export interface CacheCore {
   close(): Promise<void>;
 }
 
+/** What `regmirror seed` drives: the server's pull path and records, and the pulls it spent. */
+export interface Seeder {
+  readonly deps: SeedDeps;
+  /** Manifest GETs upstream answered with 200, counted by the rate-limit tracker. */
+  pullsSpent(): number;
+  close(): Promise<void>;
+}
+
+/** What `regmirror export` reads and `regmirror import` writes. */
+export interface Bundles {
+  readonly exporting: AllRootsDeps & ClosureDeps;
+  readonly importing: ImportDeps;
+  close(): Promise<void>;
+}
+
 export interface CacheOptions {
   metrics?: Metrics;
   /** The clock of tag TTLs, the breaker, token expiry and rate-limit windows; tests move it instead of sleeping. */
@@ -68,7 +89,7 @@ export interface CacheOptions {
 }
 
 /** Opens the data directory (removing temp files of interrupted downloads) and wires the cache together. */
-export async function openCache(config: Config, log: Logger, options: CacheOptions = {}): Promise<CacheCore> {
+async function openCache(config: Config, log: Logger, options: CacheOptions = {}): Promise<Cache> {
   const metrics = options.metrics ?? new Metrics(new Registry());
   const now = options.now ?? Date.now;
   const store = new DiskBlobStore(config.dataDir);
@@ -94,7 +115,7 @@ export async function openCache(config: Config, log: Logger, options: CacheOptio
     inUse,
     metrics,
     log: log.child({ module: 'retention' }),
-    config: { ...config.cache, maxBytes: config.cache.maxBytes || undefined },
+    config: config.cache,
   });
   const fills = new BlobFills({
     store,
@@ -125,7 +146,6 @@ export async function openCache(config: Config, log: Logger, options: CacheOptio
     await index.flush().catch((err: unknown) => log.warn({ err }, 'access times not saved'));
   };
   return {
-    config,
     metrics,
     store,
     db,
@@ -134,6 +154,7 @@ export async function openCache(config: Config, log: Logger, options: CacheOptio
     pins,
     upstream,
     client,
+    rateLimit,
     fills,
     blobs,
     manifests,
@@ -145,6 +166,28 @@ export async function openCache(config: Config, log: Logger, options: CacheOptio
       await upstream.close();
       await db.close();
     },
+  };
+}
+
+/** The cache of a stopped mirror, wired for `regmirror seed`. */
+export async function openSeeder(config: Config, log: Logger): Promise<Seeder> {
+  const cache = await openCache(config, log);
+  const { manifests, blobs, fills, index, pins, rateLimit } = cache;
+  return {
+    deps: { upstreamName: config.upstream.name, manifests, blobs, fills, index, pins },
+    pullsSpent: () => rateLimit.pullsSpent,
+    close: () => cache.close(),
+  };
+}
+
+/** The cache of a stopped mirror, wired for `regmirror export` and `import`. */
+export async function openBundles(config: Config, log: Logger): Promise<Bundles> {
+  const cache = await openCache(config, log);
+  const { store, index, tags, pins } = cache;
+  return {
+    exporting: { store, index, tags, pins, configPins: config.cache.pins },
+    importing: { upstreamName: config.upstream.name, store, index, tags, pins },
+    close: () => cache.close(),
   };
 }
 
@@ -186,7 +229,7 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
     log.info({ removed: report.removed.length, bytes: report.bytes, reachable: report.reachable }, 'garbage collection');
     return report;
   };
-  const gcTimer = config.cache.gcInterval > 0 ? setInterval(() => void gc().catch((err: unknown) => log.warn({ err }, 'garbage collection failed')), config.cache.gcInterval) : undefined;
+  const gcTimer = config.cache.gcInterval !== 'off' ? setInterval(() => void gc().catch((err: unknown) => log.warn({ err }, 'garbage collection failed')), config.cache.gcInterval) : undefined;
   gcTimer?.unref();
   return {
     server,

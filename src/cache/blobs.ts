@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import type { BlobIndex } from '../index/blob-index.js';
 import type { ByteRange } from '../registry/byte-range.js';
 import { RegistryError } from '../registry/errors.js';
-import { acceptClass, MANIFEST_TYPES } from '../registry/media-types.js';
+import { ANY_MANIFEST } from '../registry/media-types.js';
 import type { Digest, Repository } from '../registry/reference.js';
 import type { Upstream } from '../upstream/upstream.js';
 import type { BlobStore } from './blob-store.js';
@@ -45,8 +45,6 @@ export interface BlobCacheDeps {
   /** Keeps a blob from eviction while it is streamed. */
   inUse: InUse;
 }
-
-const ANY_MANIFEST = acceptClass(MANIFEST_TYPES.join(', '));
 
 export class BlobCache {
   constructor(private readonly deps: BlobCacheDeps) {}

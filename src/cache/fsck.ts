@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlobIndex, BlobRecord } from '../index/blob-index.js';
-import { DOCKER_MANIFEST_V1_SIGNED, OCI_INDEX, OCI_MANIFEST } from '../registry/media-types.js';
+import { sniffMediaType, tryParseManifest } from '../registry/manifest.js';
 import { isDigest, type Digest } from '../registry/reference.js';
 import { readWhole, type DiskBlobStore } from './blob-store.js';
 import { DigestMismatchError, verifyStream } from './digest-verify.js';
@@ -218,19 +218,6 @@ async function recordFor(store: DiskBlobStore, file: StoredFile): Promise<BlobRe
 async function sniffManifest(store: DiskBlobStore, digest: Digest): Promise<string | undefined> {
   const opened = await store.open(digest);
   if (!opened) return undefined;
-  const bytes = await readWhole(opened);
-  let json: Record<string, unknown>;
-  try {
-    const parsed: unknown = JSON.parse(bytes.toString('utf8'));
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
-    json = parsed as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-  if (json.schemaVersion === 1 && Array.isArray(json.fsLayers)) return DOCKER_MANIFEST_V1_SIGNED;
-  if (json.schemaVersion !== 2) return undefined;
-  if (typeof json.mediaType === 'string' && (json.mediaType.includes('manifest') || json.mediaType === OCI_INDEX)) return json.mediaType;
-  if (Array.isArray(json.manifests)) return OCI_INDEX;
-  if (typeof json.config === 'object' && Array.isArray(json.layers)) return OCI_MANIFEST;
-  return undefined;
+  const manifest = tryParseManifest(await readWhole(opened));
+  return manifest && sniffMediaType(manifest);
 }

@@ -1,8 +1,5 @@
-// Manifests: by digest they are immutable and served from the store once cached; by tag, upstream is asked
-// which digest the tag means now (HEAD, which Docker Hub does not count as a pull) and a GET is spent only
-// on a digest we do not have. Bytes are stored exactly as upstream sent them.
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+// Manifests by tag: upstream is asked which digest a tag means now (HEAD, which Docker Hub does not count as a
+// pull) once its TTL has passed, and a GET is spent only on a digest we do not have (see manifest-store.ts).
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { BlobIndex } from '../index/blob-index.js';
@@ -11,25 +8,16 @@ import type { TagsConfig } from '../config/schema.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { RateLimitTracker } from '../upstream/rate-limit.js';
 import { RegistryError } from '../registry/errors.js';
-import { acceptClass, type AcceptClass } from '../registry/media-types.js';
+import { acceptOnly, DOCKER_LIST, isIndexType, OCI_INDEX, type AcceptClass } from '../registry/media-types.js';
 import type { Digest, Repository, Tag } from '../registry/reference.js';
 import { UpstreamError } from '../upstream/errors.js';
-import type { FetchedManifest, ManifestHead, Upstream } from '../upstream/upstream.js';
-import { OFFLINE_NOTE } from '../upstream/offline.js';
-import { diskFullReason, readWhole, type BlobStore } from './blob-store.js';
+import type { ManifestHead, Upstream } from '../upstream/upstream.js';
+import type { BlobStore } from './blob-store.js';
+import { ManifestStore, type ManifestAnswer } from './manifest-store.js';
 import { SingleFlight } from './single-flight.js';
 import { tagTtlPolicy, type TagTtl } from './tag-policy.js';
 
-export type ManifestSource = 'hit' | 'miss' | 'coalesced' | 'stale';
-
-export interface ManifestAnswer {
-  digest: Digest;
-  mediaType: string;
-  size: number;
-  /** Present for GET; a HEAD is answered from metadata alone. */
-  bytes: Buffer | undefined;
-  source: ManifestSource;
-}
+export type { ManifestAnswer, ManifestSource } from './manifest-store.js';
 
 export interface ManifestCacheDeps {
   store: BlobStore;
@@ -44,40 +32,37 @@ export interface ManifestCacheDeps {
   now?: () => number;
 }
 
-interface LocalManifest {
-  mediaType: string;
-  bytes: Buffer;
+/** What a request may add: its AbortSignal, so a client that hangs up stops work done only for it. */
+export interface TagOptions {
+  /** Ask upstream (HEAD) whatever the TTL says (`regmirror seed` wants the current image). */
+  revalidate?: boolean;
+  signal?: AbortSignal | undefined;
 }
 
+/** Manifests by tag (TTL, HEAD revalidation, stale serving) on top of the content-addressed ManifestStore. */
 export class ManifestCache {
-  private readonly bodies: LRUCache<string, LocalManifest>;
-  private readonly fetches = new SingleFlight<string, FetchedManifest | undefined>();
+  private readonly manifests: ManifestStore;
   private readonly heads = new SingleFlight<string, ManifestHead | undefined>();
   /** Tags upstream answered 404 for, until when (ms), so a typo in a CI job does not hammer upstream. */
   private readonly notFound = new LRUCache<string, number>({ max: 10_000 });
+  /** Tags kept under `tags.keepDeleted` after upstream's 404, until when (ms): no HEAD per request meanwhile. */
+  private readonly keptUntil = new LRUCache<string, number>({ max: 10_000 });
   private readonly ttl: TagTtl;
   private readonly now: () => number;
 
   constructor(private readonly deps: ManifestCacheDeps) {
-    this.bodies = new LRUCache({
-      maxSize: Math.max(1, deps.memoryBytes),
-      sizeCalculation: (entry) => Math.max(1, entry.bytes.length),
-    });
     this.now = deps.now ?? Date.now;
     this.ttl = tagTtlPolicy(deps.tagsConfig);
+    this.manifests = new ManifestStore({ ...deps, now: this.now });
   }
 
-  async byDigest(repo: Repository, digest: Digest, accept: AcceptClass, withBody: boolean): Promise<ManifestAnswer> {
-    const local = await this.local(digest, withBody);
-    if (local) return local;
-    if (!withBody) {
-      const head = await this.deps.upstream.resolveManifest(repo, digest, { accept: accept.header });
-      if (!head) throw this.unknown(repo, digest);
-      return { digest, mediaType: head.mediaType, size: head.size, bytes: undefined, source: 'miss' };
-    }
-    const { value, shared } = await this.fetches.do(`${digest}`, () => this.fetchAndStore(repo, digest, accept));
-    if (!value) throw this.unknown(repo, digest);
-    return answer(value, shared ? 'coalesced' : 'miss');
+  byDigest(repo: Repository, digest: Digest, accept: AcceptClass, withBody: boolean, signal?: AbortSignal): Promise<ManifestAnswer> {
+    return this.manifests.byDigest(repo, digest, accept, withBody, signal);
+  }
+
+  /** A cached manifest by digest, or undefined. Used by /blobs/ too. */
+  local(digest: Digest, withBody: boolean): Promise<ManifestAnswer | undefined> {
+    return this.manifests.local(digest, withBody);
   }
 
   /**
@@ -87,71 +72,84 @@ export class ManifestCache {
    * body (a client resolved it by HEAD and never fetched it here): a HEAD is answered from the record, a GET
    * fetches the body by its digest.
    */
-  async byTag(repo: Repository, tag: Tag, accept: AcceptClass, withBody: boolean, options: { revalidate?: boolean } = {}): Promise<ManifestAnswer> {
+  async byTag(repo: Repository, tag: Tag, accept: AcceptClass, withBody: boolean, options: TagOptions = {}): Promise<ManifestAnswer> {
     const key: TagKey = { upstream: this.deps.upstream.name, repo, tag, acceptKey: accept.key };
-    const answer = await this.answerTag(key, accept, withBody, options.revalidate ?? false);
+    const answer = await this.answerTag({ key, repo, tag, accept, withBody, signal: options.signal }, options.revalidate ?? false);
     // HEAD-first clients (dockerd, containerd) resolve a tag once per pull and never GET it: both count.
     this.deps.tags.touch(key, this.now());
     return answer;
   }
 
-  /** `revalidate`: ask upstream (HEAD) whatever the TTL says (`regmirror seed` wants the current image). */
-  private async answerTag(key: TagKey, accept: AcceptClass, withBody: boolean, revalidate: boolean): Promise<ManifestAnswer> {
-    const { repo, tag } = key as TagKey & { repo: Repository; tag: Tag };
-    if ((this.notFound.get(tagKeyString(key)) ?? 0) > this.now()) throw this.unknown(repo, tag);
-    const entry = (await this.deps.tags.get(key)) ?? (await this.anyAccepted(key, accept));
+  private async answerTag(q: Lookup, revalidate: boolean): Promise<ManifestAnswer> {
+    const id = tagKeyString(q.key);
+    if ((this.notFound.get(id) ?? 0) > this.now()) throw this.manifests.unknown(q.repo, q.tag);
+    const own = await this.deps.tags.get(q.key);
+    const other = own ? undefined : await this.anyAccepted(q);
+    const entry = own ?? other?.entry;
     // Air-gapped: what was seeded or imported is the truth, however old, but only while its content is here.
-    if (this.deps.upstream.offline) return (entry && (await this.local(entry.digest, withBody))) ?? this.resolve(key, accept, withBody);
-    if (!entry) return this.resolve(key, accept, withBody);
-    if (!revalidate && this.now() - entry.checkedAt < this.ttl(repo, tag)) return this.fromEntry(entry, withBody);
+    if (this.deps.upstream.offline) return (entry && (await this.local(entry.digest, q.withBody))) ?? this.resolve(q);
+    if (!entry) return this.resolve(q);
+    // A narrower record (one platform's manifest, cached for an old client) is no answer to a client that
+    // takes an index while upstream can say which index: it is asked, and the record is the outage fallback.
+    const mustAsk = revalidate || other?.narrower === true;
+    const fresh = this.now() - entry.checkedAt < this.ttl(q.repo, q.tag) || (this.keptUntil.get(id) ?? 0) > this.now();
+    if (!mustAsk && fresh) return this.fromEntry(entry, q);
     if (this.deps.rateLimit.conserving()) {
       this.deps.metrics.staleServed.inc({ reason: 'ratelimit' });
-      return this.fromEntry(entry, withBody);
+      return { ...(await this.fromEntry(entry, q)), source: 'stale' };
     }
-    if (this.deps.tagsConfig.staleWhileRevalidate && !revalidate) {
-      this.revalidate(key, entry, accept, false).catch((err: unknown) => {
-        this.deps.log.warn({ err, repo, tag }, 'background tag revalidation failed');
+    if (this.deps.tagsConfig.staleWhileRevalidate && !mustAsk) {
+      // Detached from the client: it has its answer, and the check (new body included) is the cache's own work.
+      this.revalidate({ ...q, withBody: true, signal: undefined }, entry).catch((err: unknown) => {
+        this.deps.log.warn({ err, repo: q.repo, tag: q.tag }, 'background tag revalidation failed');
       });
-      return this.fromEntry(entry, withBody);
+      return this.fromEntry(entry, q);
     }
-    return this.revalidate(key, entry, accept, withBody);
+    return this.revalidate(q, entry);
   }
 
   /** What a tag record says: from the store when the manifest is here, else the record (HEAD) or a GET by digest. */
-  private async fromEntry(entry: TagEntry, withBody: boolean): Promise<ManifestAnswer> {
-    const local = await this.local(entry.digest, withBody);
+  private async fromEntry(entry: TagEntry, q: Lookup): Promise<ManifestAnswer> {
+    const local = await this.local(entry.digest, q.withBody);
     if (local) return local;
-    if (!withBody) return { digest: entry.digest, mediaType: entry.mediaType, size: entry.size, bytes: undefined, source: 'hit' };
+    if (!q.withBody) return { digest: entry.digest, mediaType: entry.mediaType, size: entry.size, bytes: undefined, source: 'hit' };
     // The same content-addressed manifest the tag resolved to, whichever client asks.
-    return this.byDigest(entry.repo as Repository, entry.digest, acceptClass(entry.mediaType), true);
+    return this.manifests.fetch(q.repo, entry.digest, acceptOnly(entry.mediaType), q.signal);
   }
 
-  private async revalidate(key: TagKey, entry: TagEntry, accept: AcceptClass, withBody: boolean): Promise<ManifestAnswer> {
+  private async revalidate(q: Lookup, entry: TagEntry): Promise<ManifestAnswer> {
     const { metrics, log, tagsConfig } = this.deps;
-    const { repo, tag } = key as TagKey & { repo: Repository; tag: Tag };
     let head: ManifestHead | undefined;
     try {
-      head = await this.head(key, accept);
+      head = await this.head(q);
     } catch (err) {
       metrics.tagRevalidations.inc({ result: 'error' });
       const age = this.now() - entry.checkedAt;
       if (!(err instanceof UpstreamError) || age > tagsConfig.maxStale) throw err;
       // A GET of a tag whose body never reached us still needs upstream: then the outage is the answer.
-      const stale = await this.fromEntry(entry, withBody).catch(() => {
+      const stale = await this.fromEntry(entry, q).catch(() => {
         throw err;
       });
       metrics.staleServed.inc({ reason: 'error' });
-      log.warn({ upstreamError: err.message, repo, tag, digest: entry.digest, ageMs: age }, 'upstream failed, serving cached tag');
+      log.warn({ err, repo: q.repo, tag: q.tag, digest: entry.digest, ageMs: age }, 'upstream failed, serving cached tag');
       return { ...stale, source: 'stale' };
     }
-    if (!head) return this.deleted(key, entry, withBody);
+    if (!head) return this.deleted(q, entry);
     if (head.digest === entry.digest) {
       metrics.tagRevalidations.inc({ result: 'unchanged' });
       await this.record({ ...entry, checkedAt: this.now() });
-      return this.fromEntry(entry, withBody);
+      return this.fromEntry(entry, q);
     }
     metrics.tagRevalidations.inc({ result: 'changed' });
-    return this.fromHead(key, head, accept, withBody);
+    const answer = await this.fromHead(q, head, entry);
+    // The tag moved while a HEAD was enough for this client: the new body is fetched now, detached, so a GET
+    // client right after (or an outage) still finds it here. A HEAD-first client's GET by digest joins it.
+    if (!answer.bytes && !q.withBody) {
+      this.manifests.fetch(q.repo, answer.digest, acceptOnly(answer.mediaType), undefined).catch((err: unknown) => {
+        this.deps.log.warn({ err, repo: q.repo, tag: q.tag, digest: answer.digest }, 'prefetch of a moved tag failed');
+      });
+    }
+    return answer;
   }
 
   /**
@@ -159,123 +157,69 @@ export class ManifestCache {
    * left to GC). `tags.keepDeleted` serves the last known digest instead, for sites that prefer an old image to
    * a failed pull.
    */
-  private async deleted(key: TagKey, entry: TagEntry, withBody: boolean): Promise<ManifestAnswer> {
+  private async deleted(q: Lookup, entry: TagEntry): Promise<ManifestAnswer> {
     const { metrics, log, tagsConfig } = this.deps;
     metrics.tagRevalidations.inc({ result: 'deleted' });
     if (tagsConfig.keepDeleted) {
-      const kept = await this.fromEntry(entry, withBody);
+      const kept = await this.fromEntry(entry, q);
       metrics.staleServed.inc({ reason: 'deleted' });
-      log.warn({ repo: key.repo, tag: key.tag, digest: entry.digest }, 'upstream deleted the tag, serving the last known digest');
-      // Confirmed as "deleted upstream, kept" until the TTL runs out again: no HEAD per request meanwhile.
-      await this.record({ ...entry, checkedAt: this.now() });
+      log.warn({ repo: q.repo, tag: q.tag, digest: entry.digest }, 'upstream deleted the tag, serving the last known digest');
+      // Asked again when the TTL has run out once more; checkedAt still says when upstream last had the tag.
+      this.keptUntil.set(tagKeyString(q.key), this.now() + this.ttl(q.repo, q.tag));
       return { ...kept, source: 'stale' };
     }
-    await this.deps.tags.deleteTag(key.upstream, key.repo, key.tag);
-    this.notFound.set(tagKeyString(key), this.now() + tagsConfig.notFoundTtl);
-    throw this.unknown(key.repo as Repository, key.tag);
+    await this.deps.tags.deleteTag(q.key.upstream, q.repo, q.tag).catch((err: unknown) => {
+      // A full disk: the 404 stands, and the record is dropped when upstream is asked again.
+      log.warn({ err, repo: q.repo, tag: q.tag }, 'tag record not removed');
+    });
+    return this.notFoundUpstream(q);
   }
 
   /** A tag we hold nothing for: HEAD first, since its digest may already be cached under another name. */
-  private async resolve(key: TagKey, accept: AcceptClass, withBody: boolean): Promise<ManifestAnswer> {
-    const head = await this.head(key, accept);
-    if (!head) {
-      this.notFound.set(tagKeyString(key), this.now() + this.deps.tagsConfig.notFoundTtl);
-      throw this.unknown(key.repo as Repository, key.tag);
-    }
-    return this.fromHead(key, head, accept, withBody);
+  private async resolve(q: Lookup): Promise<ManifestAnswer> {
+    const head = await this.head(q);
+    return head ? this.fromHead(q, head) : this.notFoundUpstream(q);
+  }
+
+  private notFoundUpstream(q: Lookup): never {
+    this.notFound.set(tagKeyString(q.key), this.now() + this.deps.tagsConfig.notFoundTtl);
+    throw this.manifests.unknown(q.repo, q.tag);
   }
 
   /** One upstream HEAD per tag and accept class at a time, however many clients ask. */
-  private async head(key: TagKey, accept: AcceptClass): Promise<ManifestHead | undefined> {
-    const { value } = await this.heads.do(tagKeyString(key), () =>
-      this.deps.upstream.resolveManifest(key.repo as Repository, key.tag, { accept: accept.header }),
+  private async head(q: Lookup): Promise<ManifestHead | undefined> {
+    const { value } = await this.heads.do(
+      tagKeyString(q.key),
+      (signal) => this.deps.upstream.resolveManifest(q.repo, q.tag, { accept: q.accept.header, signal }),
+      q.signal,
     );
     return value;
   }
 
-  private async fromHead(key: TagKey, head: ManifestHead, accept: AcceptClass, withBody: boolean): Promise<ManifestAnswer> {
-    const repo = key.repo as Repository;
+  /** `prior`: the record the tag had, whose pull counts carry over to the new digest. */
+  private async fromHead(q: Lookup, head: ManifestHead, prior?: TagEntry): Promise<ManifestAnswer> {
     if (head.digest) {
-      const local = await this.local(head.digest, withBody);
+      const local = await this.local(head.digest, q.withBody);
       if (local) {
-        this.checkAccepted(local, accept, repo, key.tag);
-        await this.remember(key, local);
+        this.checkAccepted(local, q);
+        await this.remember(q.key, local, prior);
         return local;
       }
-      if (!withBody) {
-        // Recorded as a GET would be, so the tag survives an outage for clients that resolve by HEAD (dockerd,
-        // containerd); the body comes when the client asks for it by digest, or with the next GET by tag.
-        this.checkAccepted(head, accept, repo, key.tag);
+      // Recorded as a GET would be, so the tag survives an outage for clients that resolve by HEAD (dockerd,
+      // containerd); the body comes when the client asks for it by digest, or with the next GET by tag. A HEAD
+      // without a media type or length is not worth recording: the GET below tells them.
+      if (!q.withBody && head.mediaType !== '' && head.size > 0) {
+        this.checkAccepted(head, q);
         const answer: ManifestAnswer = { digest: head.digest, mediaType: head.mediaType, size: head.size, bytes: undefined, source: 'miss' };
-        await this.remember(key, answer);
+        await this.remember(q.key, answer, prior);
         return answer;
       }
     }
     // Fetch by digest when HEAD told one, so the bytes are exactly what HEAD announced even if the tag moves.
-    const reference = head.digest ?? key.tag;
-    const { value, shared } = await this.fetches.do(`${reference}#${accept.key}`, () =>
-      this.fetchAndStore(repo, reference, accept),
-    );
-    if (!value) throw this.unknown(repo, key.tag);
-    const result = answer(value, shared ? 'coalesced' : 'miss');
-    this.checkAccepted(result, accept, repo, key.tag);
-    await this.remember(key, result);
+    const result = await this.manifests.fetch(q.repo, head.digest ?? q.tag, q.accept, q.signal);
+    this.checkAccepted(result, q);
+    await this.remember(q.key, result, prior);
     return result;
-  }
-
-  /** A cached manifest by digest, or undefined. Used by /blobs/ too. */
-  async local(digest: Digest, withBody: boolean): Promise<ManifestAnswer | undefined> {
-    const hot = this.bodies.get(digest);
-    if (hot) {
-      this.deps.index.touch(digest, this.now());
-      return { digest, mediaType: hot.mediaType, size: hot.bytes.length, bytes: hot.bytes, source: 'hit' };
-    }
-    const record = await this.deps.index.get(digest);
-    if (!record?.manifest) return undefined;
-    this.deps.index.touch(digest, this.now());
-    if (!withBody) return { digest, mediaType: record.mediaType, size: record.size, bytes: undefined, source: 'hit' };
-    const opened = await this.deps.store.open(digest);
-    if (!opened) {
-      await this.deps.index.delete(digest);
-      return undefined;
-    }
-    const bytes = await readWhole(opened);
-    this.bodies.set(digest, { mediaType: record.mediaType, bytes });
-    return { digest, mediaType: record.mediaType, size: bytes.length, bytes, source: 'hit' };
-  }
-
-  private async fetchAndStore(repo: Repository, reference: string, accept: AcceptClass) {
-    const fetched = await this.deps.upstream.fetchManifest(repo, reference, { accept: accept.header });
-    if (!fetched) return undefined;
-    if (!this.bodies.has(fetched.digest) && !(await this.deps.index.get(fetched.digest))?.manifest) {
-      await this.store(fetched).catch((err: unknown) => {
-        // A full disk costs the cache, not the client: the manifest is answered from memory.
-        const reason = diskFullReason(err);
-        if (!reason) throw err;
-        this.deps.metrics.storeWriteFailures.inc({ reason });
-        this.deps.log.warn({ digest: fetched.digest, reason }, 'disk full: manifest served without caching it');
-      });
-    }
-    return fetched;
-  }
-
-  private async store(manifest: FetchedManifest): Promise<void> {
-    const writer = await this.deps.store.createWriter(manifest.digest, manifest.bytes.length);
-    try {
-      await pipeline(Readable.from([manifest.bytes]), writer);
-      const info = await writer.commit();
-      const now = this.now();
-      await this.deps.index.put(manifest.digest, {
-        size: info.size,
-        mediaType: manifest.mediaType,
-        manifest: true,
-        createdAt: now,
-        lastAccessAt: now,
-      });
-      this.bodies.set(manifest.digest, { mediaType: manifest.mediaType, bytes: manifest.bytes });
-    } finally {
-      await writer.abort();
-    }
   }
 
   /**
@@ -283,21 +227,23 @@ export class ManifestCache {
    * an air-gapped mirror has no upstream to ask how it would answer this client, and an online one still
    * revalidates it past its TTL as usual.
    */
-  private async anyAccepted(key: TagKey, accept: AcceptClass): Promise<TagEntry | undefined> {
-    const entries = await this.deps.tags.entriesFor(key.upstream, key.repo, key.tag);
-    const found = entries.find((e) => accept.accepts(e.mediaType));
+  private async anyAccepted(q: Lookup): Promise<{ entry: TagEntry; narrower: boolean } | undefined> {
+    const accepted = (await this.deps.tags.entriesFor(q.key.upstream, q.repo, q.tag)).filter((e) => q.accept.accepts(e.mediaType));
+    const best = accepted.find((e) => isIndexType(e.mediaType)) ?? accepted[0];
+    if (!best) return undefined;
+    // Its pull counts stay with the record they were counted for.
+    const { hits: _hits, pulledAt: _pulledAt, ...rest } = best;
+    const entry = { ...rest, acceptKey: q.key.acceptKey };
+    const narrower = !isIndexType(best.mediaType) && acceptsAnIndex(q.accept);
     // Recorded under this client's class too (same digest and age), so its next request is a plain lookup.
-    if (found) await this.deps.tags.put({ ...found, acceptKey: key.acceptKey }).catch(() => undefined);
-    return found;
+    if (!narrower) await this.record(entry);
+    return { entry, narrower };
   }
 
-  private unknown(repo: Repository, reference: string): RegistryError {
-    return manifestUnknown(repo, reference, this.deps.upstream.offline);
-  }
-
-  private remember(key: TagKey, manifest: Pick<ManifestAnswer, 'digest' | 'mediaType' | 'size'>): Promise<void> {
+  private remember(key: TagKey, manifest: Pick<ManifestAnswer, 'digest' | 'mediaType' | 'size'>, prior?: TagEntry): Promise<void> {
     const { digest, mediaType, size } = manifest;
-    return this.record({ ...key, digest, mediaType, size, checkedAt: this.now() });
+    const counts = prior?.hits === undefined ? {} : { hits: prior.hits, pulledAt: prior.pulledAt };
+    return this.record({ ...key, digest, mediaType, size, checkedAt: this.now(), ...counts });
   }
 
   private async record(entry: TagEntry): Promise<void> {
@@ -310,21 +256,25 @@ export class ManifestCache {
   }
 
   /** A client that did not ask for a type (an index, say) is never handed one. */
-  private checkAccepted(manifest: { mediaType: string }, accept: AcceptClass, repo: Repository, reference: string): void {
-    if (!accept.accepts(manifest.mediaType)) {
+  private checkAccepted(manifest: { mediaType: string }, q: Lookup): void {
+    if (!q.accept.accepts(manifest.mediaType)) {
       throw new RegistryError('MANIFEST_UNKNOWN', 'manifest not available in an accepted media type', {
-        detail: { name: repo, reference, mediaType: manifest.mediaType },
+        detail: { name: q.repo, reference: q.tag, mediaType: manifest.mediaType },
       });
     }
   }
 }
 
-function answer(manifest: FetchedManifest, source: ManifestSource): ManifestAnswer {
-  const { digest, mediaType, bytes } = manifest;
-  return { digest, mediaType, size: bytes.length, bytes, source };
+function acceptsAnIndex(accept: AcceptClass): boolean {
+  return accept.accepts(OCI_INDEX) || accept.accepts(DOCKER_LIST);
 }
 
-function manifestUnknown(repo: Repository, reference: string, offline = false): RegistryError {
-  const message = offline ? `manifest unknown: ${OFFLINE_NOTE}` : 'manifest unknown';
-  return new RegistryError('MANIFEST_UNKNOWN', message, { detail: { name: repo, reference } });
+/** One client's question about a tag. */
+interface Lookup {
+  key: TagKey;
+  repo: Repository;
+  tag: Tag;
+  accept: AcceptClass;
+  withBody: boolean;
+  signal: AbortSignal | undefined;
 }

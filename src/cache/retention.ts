@@ -9,7 +9,7 @@ import type { BlobIndex, BlobRecord } from '../index/blob-index.js';
 import type { PinIndex } from '../index/pin-index.js';
 import type { TagIndex } from '../index/tag-index.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { manifestRefs } from '../registry/manifest-refs.js';
+import { walkManifests } from '../registry/manifest-graph.js';
 import { parseImageReference, type Digest } from '../registry/reference.js';
 import { readWhole, type BlobStore } from './blob-store.js';
 import type { InUse } from './in-use.js';
@@ -215,21 +215,25 @@ export class Retention {
     return roots;
   }
 
-  /** The roots and everything their stored manifests name, to MAX_DEPTH. */
+  /** The roots and everything their stored manifests name, to MAX_DEPTH; missing content is reached all the same. */
   private async reach(roots: readonly Digest[]): Promise<Set<Digest>> {
-    const seen = new Set<Digest>();
-    const visit = async (digest: Digest, depth: number): Promise<void> => {
-      if (seen.has(digest)) return;
-      seen.add(digest);
-      if (depth >= MAX_DEPTH) return;
-      const record = await this.deps.index.get(digest);
-      if (!record?.manifest) return;
-      const opened = await this.deps.store.open(digest);
-      if (!opened) return;
-      const refs = manifestRefs(await readWhole(opened));
-      for (const child of [...refs.manifests, ...refs.blobs]) await visit(child, depth + 1);
-    };
-    for (const root of roots) await visit(root, 0);
-    return seen;
+    const { index, store } = this.deps;
+    const nodes = await walkManifests(
+      roots.map((digest) => ({ digest })),
+      {
+        maxDepth: MAX_DEPTH,
+        missing: 'skip',
+        platformsOptional: true,
+        badManifest: 'skip',
+        artifactBlobs: true,
+        dedupe: true,
+        stat: (node) => index.get(node.digest),
+        read: async (node) => {
+          const opened = await store.open(node.digest);
+          return opened && readWhole(opened);
+        },
+      },
+    );
+    return new Set(nodes.map((n) => n.digest));
   }
 }

@@ -23,17 +23,17 @@ export class TagLists {
     },
   ) {}
 
-  async list(repo: Repository, query: string): Promise<TagListAnswer> {
+  async list(repo: Repository, query: string, signal?: AbortSignal): Promise<TagListAnswer> {
     const { upstream } = this.deps;
     if (upstream.offline) return (await this.held(repo, query)) ?? nameUnknown(repo, OFFLINE_NOTE);
     try {
-      const list = await upstream.listTags(repo, query, {});
+      const list = await upstream.listTags(repo, query, { signal });
       return list ? { ...list, source: 'miss' } : nameUnknown(repo);
     } catch (err) {
-      if (!(err instanceof UpstreamError)) throw err;
+      if (!(err instanceof UpstreamError) || signal?.aborted) throw err;
       const held = await this.held(repo, query);
       if (!held) throw err;
-      this.deps.log.warn({ upstreamError: err.message, repo }, 'upstream failed, listing cached tags');
+      this.deps.log.warn({ err, repo }, 'upstream failed, listing cached tags');
       return held;
     }
   }

@@ -2,9 +2,11 @@
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
+import { openBundles } from '../app.js';
 import { loadConfig } from '../config/load.js';
 import { writeBundle } from '../seed/export.js';
-import { BundleError, bundleSize, importBundle, readHave } from '../seed/import.js';
+import { importBundle } from '../seed/import.js';
+import { BundleError, bundleSize, readHave } from '../seed/layout-source.js';
 import { allRoots, closure, rootsFor } from '../seed/oci-layout.js';
 import { lastOf, parseFlags } from './args.js';
 import { UsageError, type CommandContext } from './command.js';
@@ -46,16 +48,17 @@ export async function exportCommand(ctx: CommandContext): Promise<void> {
   if ((refs.length > 0 ? 1 : 0) + (which ? 1 : 0) !== 1) throw new UsageError('export: name images, or --pinned, or --all (one of them)', EXPORT_HELP);
   const have = havePath ? await readHave(havePath).catch((err: Error) => { throw new Error(`export: --have ${havePath}: ${err.message}`); }) : new Set<string>();
   const config = await loadConfig({ file: configFile, env: ctx.env });
-  const core = await openCacheOf(config);
+  const bundles = await openCacheOf(config, openBundles);
+  const deps = bundles.exporting;
   // Written beside the target and renamed at the end: a failed export leaves no half bundle under its name.
   const partial = `${output}.partial`;
   try {
-    const roots = which ? await allRoots(core, which) : await rootsFor(core, refs.map((r) => r.canonical));
-    const digests = await closure(core, roots);
+    const roots = which ? await allRoots(deps, which) : await rootsFor(deps, refs.map((r) => r.canonical));
+    const digests = await closure(deps, roots);
     const total = [...digests].filter(([d]) => !have.has(d)).reduce((sum, [, size]) => sum + size, 0);
     const bar = progressBar('export', total, humanBytes);
     const out = createWriteStream(partial);
-    const summary = await writeBundle(core, roots, have, out, (n) => bar.advance(n));
+    const summary = await writeBundle(deps, roots, have, out, (n) => bar.advance(n));
     out.end();
     await finished(out);
     bar.done();
@@ -66,7 +69,7 @@ export async function exportCommand(ctx: CommandContext): Promise<void> {
     await rm(partial, { force: true });
     throw err;
   } finally {
-    await core.close();
+    await bundles.close();
   }
 }
 
@@ -78,10 +81,10 @@ export async function importCommand(ctx: CommandContext): Promise<void> {
     throw new Error(`import: cannot read ${source}: ${err.message}`);
   });
   const config = await loadConfig({ file: configFile, env: ctx.env });
-  const core = await openCacheOf(config);
+  const bundles = await openCacheOf(config, openBundles);
   try {
     const bar = progressBar('import', total, humanBytes);
-    const summary = await importBundle(core, source, (n) => bar.advance(n)).catch((err: unknown) => {
+    const summary = await importBundle(bundles.importing, source, (n) => bar.advance(n)).catch((err: unknown) => {
       if (err instanceof BundleError) throw new Error(`import: ${source} refused, nothing imported: ${err.message}`);
       throw err;
     });
@@ -90,6 +93,6 @@ export async function importCommand(ctx: CommandContext): Promise<void> {
     ctx.out(`${source}: ${summary.images} image(s), ${summary.blobs} new blob(s) (${humanBytes(summary.bytes)}), ${summary.alreadyCached} already cached; tagged and pinned:\n`);
     for (const tag of summary.tags) ctx.out(`  ${tag}\n`);
   } finally {
-    await core.close();
+    await bundles.close();
   }
 }

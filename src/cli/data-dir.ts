@@ -1,7 +1,6 @@
 // What the maintenance commands (ls, gc, pin, unpin, fsck) open: the data directory of a stopped mirror.
 // LevelDB takes a lock, so a running mirror's directory is refused with a message saying so.
-import { pino } from 'pino';
-import { openCache, type CacheCore } from '../app.js';
+import { pino, type Logger } from 'pino';
 import { DiskBlobStore } from '../cache/blob-store.js';
 import type { Config } from '../config/schema.js';
 import { BlobIndex } from '../index/blob-index.js';
@@ -18,9 +17,10 @@ export interface OpenDataDir {
   close(): Promise<void>;
 }
 
+/** abstract-level reports a held lock as LEVEL_DATABASE_NOT_OPEN caused by LEVEL_LOCKED. */
 export function isLockError(err: unknown): boolean {
-  const e = err as (Error & { cause?: Error; code?: string }) | undefined;
-  return e?.code === 'LEVEL_LOCKED' || /lock/i.test(String(e?.cause?.message ?? e?.message));
+  const e = err as { code?: unknown; cause?: { code?: unknown } } | undefined;
+  return e?.code === 'LEVEL_LOCKED' || e?.cause?.code === 'LEVEL_LOCKED';
 }
 
 export function inUseError(config: Config): Error {
@@ -36,9 +36,9 @@ export async function openIndexOf(config: Config): Promise<IndexDb> {
   }
 }
 
-/** The whole cache (seed, export, import drive it as the server would), quiet, of a stopped mirror. */
-export async function openCacheOf(config: Config): Promise<CacheCore> {
-  return openCache(config, pino({ level: 'silent' })).catch((err: unknown) => {
+/** The cache of a stopped mirror, quiet, wired by `open` (app.ts: seed, export, import drive it as the server would). */
+export async function openCacheOf<T>(config: Config, open: (config: Config, log: Logger) => Promise<T>): Promise<T> {
+  return open(config, pino({ level: 'silent' })).catch((err: unknown) => {
     throw isLockError(err) ? inUseError(config) : err;
   });
 }

@@ -30,7 +30,7 @@ export async function gc(ctx: CommandContext): Promise<void> {
       inUse: new InUse(), // the mirror is stopped: nothing downloads or streams
       metrics: new Metrics(new Registry()),
       log: pino({ level: 'silent' }),
-      config: { ...config.cache, maxBytes: config.cache.maxBytes || undefined },
+      config: config.cache,
     });
     ctx.out(gcSummary(await retention.gc({ dryRun })));
   } finally {

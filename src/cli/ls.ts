@@ -3,11 +3,10 @@ import { DiskBlobStore, readWhole } from '../cache/blob-store.js';
 import { BlobIndex } from '../index/blob-index.js';
 import { LevelTagIndex, type TagEntry } from '../index/tag-index.js';
 import { loadConfig } from '../config/load.js';
-import type { Digest } from '../registry/reference.js';
 import type { CommandContext } from './command.js';
 import { openIndexOf } from './data-dir.js';
 import { humanBytes } from './progress.js';
-import { manifestRefs } from '../registry/manifest-refs.js';
+import { walkManifests } from '../registry/manifest-graph.js';
 import { parseFlags } from './args.js';
 
 export const LS_HELP = `usage: regmirror ls [--config FILE]
@@ -47,22 +46,25 @@ export async function ls(ctx: CommandContext): Promise<void> {
   }
 }
 
-/** The manifest plus every blob it names (for an index: its platform manifests), as far as they are cached. */
+/**
+ * The manifest plus every blob it names (for an index: its platform manifests and theirs), as far as they are
+ * cached. Counted per path: a layer two platforms share counts twice.
+ */
 async function imageSize(entry: TagEntry, blobs: BlobIndex, store: DiskBlobStore): Promise<number> {
-  let total = 0;
-  const visit = async (digest: Digest, depth: number): Promise<void> => {
-    const record = await blobs.get(digest);
-    if (!record) return;
-    total += record.size;
-    if (!record.manifest || depth > 1) return;
-    const opened = await store.open(digest);
-    if (!opened) return;
-    const refs = manifestRefs(await readWhole(opened));
-    const children = [...refs.manifests, ...refs.blobs];
-    for (const child of children) await visit(child, depth + 1);
-  };
-  await visit(entry.digest, 0);
-  return total;
+  const nodes = await walkManifests([{ digest: entry.digest }], {
+    maxDepth: 2,
+    missing: 'skip',
+    platformsOptional: true,
+    badManifest: 'skip',
+    artifactBlobs: true,
+    dedupe: false,
+    stat: (node) => blobs.get(node.digest),
+    read: async (node) => {
+      const opened = await store.open(node.digest);
+      return opened && readWhole(opened);
+    },
+  });
+  return nodes.reduce((total, node) => total + (node.info?.size ?? 0), 0);
 }
 
 function when(ms: number | undefined): string {

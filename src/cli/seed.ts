@@ -3,7 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { loadConfig } from '../config/load.js';
 import { RegistryError } from '../registry/errors.js';
 import { parseImageReference, type ImageReference } from '../registry/reference.js';
-import { parsePlatforms, pullsSpent, seedImage, type Platform, type SeedProgress } from '../seed/seed.js';
+import { openSeeder } from '../app.js';
+import { parsePlatforms, seedImage, type Platform, type SeedProgress } from '../seed/seed.js';
 import { lastOf, parseFlags, type Token } from './args.js';
 import { UsageError, type CommandContext } from './command.js';
 import { openCacheOf } from './data-dir.js';
@@ -60,7 +61,7 @@ export async function seed(ctx: CommandContext): Promise<void> {
   if (refs.length === 0) throw new UsageError('seed: name at least one image', SEED_HELP);
   const config = await loadConfig({ file: configFile, env: ctx.env });
   if (config.upstream.url === 'none') throw new Error('seed: this mirror is offline (upstream.url is none): nothing to seed from');
-  const core = await openCacheOf(config);
+  const seeder = await openCacheOf(config, openSeeder);
   let bar: Progress | undefined;
   const progress: SeedProgress = {
     start: (image, total) => (bar = progressBar(image, total, humanBytes)),
@@ -70,7 +71,7 @@ export async function seed(ctx: CommandContext): Promise<void> {
   const totals = { images: 0, blobs: 0, fetched: 0, cached: 0 };
   try {
     for (const ref of refs) {
-      const result = await seedImage(core, ref, platforms, progress);
+      const result = await seedImage(seeder.deps, ref, platforms, progress);
       totals.images++;
       totals.blobs += result.blobs;
       totals.fetched += result.bytesFetched;
@@ -78,9 +79,9 @@ export async function seed(ctx: CommandContext): Promise<void> {
       ctx.out(`seeded ${result.ref} ${result.digest} (${result.platforms.join(', ')}): ${result.blobs} blobs, ${humanBytes(result.bytesFetched)} fetched, ${humanBytes(result.bytesCached)} already cached; pinned\n`);
     }
     ctx.out(
-      `${totals.images} image(s), ${totals.blobs} blob(s): ${humanBytes(totals.fetched)} fetched, ${humanBytes(totals.cached)} already cached, ${await pullsSpent(core)} pull(s) spent\n`,
+      `${totals.images} image(s), ${totals.blobs} blob(s): ${humanBytes(totals.fetched)} fetched, ${humanBytes(totals.cached)} already cached, ${seeder.pullsSpent()} pull(s) spent\n`,
     );
   } finally {
-    await core.close();
+    await seeder.close();
   }
 }

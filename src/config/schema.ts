@@ -12,14 +12,26 @@ const duration = z.string().transform((text, ctx) => {
   return ms;
 });
 
-/** "200GiB", "500MB" or a byte count; "0" means no quota. */
-const size = z.union([z.string(), z.int().min(0)]).transform((value, ctx) => {
+/** "200GiB", "500MB" or a byte count; "none": no quota (undefined). "0" still means none, as it did before "none". */
+const quota = z.union([z.string(), z.int().min(0)]).transform((value, ctx): number | undefined => {
+  if (value === 'none') return undefined;
   const bytes = typeof value === 'number' ? value : parseSize(value);
   if (bytes === undefined) {
-    ctx.addIssue({ code: 'custom', message: `expected a size like "200GiB" or "500MB", found "${String(value)}"` });
+    ctx.addIssue({ code: 'custom', message: `expected a size like "200GiB" or "500MB", or "none", found "${String(value)}"` });
     return z.NEVER;
   }
-  return bytes;
+  return bytes === 0 ? undefined : bytes;
+});
+
+/** A period in ms, or "off". "0s" still means off, as it did before "off". */
+const interval = z.string().transform((text, ctx): number | 'off' => {
+  if (text === 'off') return 'off';
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected a duration like "30s", "5m" or "1h", or "off", found "${text}"` });
+    return z.NEVER;
+  }
+  return ms === 0 ? 'off' : ms;
 });
 
 const imageReference = z.string().refine(
@@ -127,16 +139,16 @@ export const configSchema = z.strictObject({
       metadataEntries: z.int().min(100).max(10_000_000).default(50_000),
       /** Manifest bodies kept in memory, by total bytes. */
       manifestMemoryBytes: z.int().min(0).default(64 * 2 ** 20),
-      /** Quota for cached content ("200GiB"); "0" means none. Above the high mark, least recently used content goes. */
-      maxBytes: size.prefault('0'),
+      /** Quota for cached content ("200GiB"), or "none". Above the high mark, least recently used content goes. */
+      maxBytes: quota.prefault('none'),
       /** Fraction of maxBytes where eviction starts... */
       highWatermark: z.number().gt(0).max(1).default(0.9),
       /** ...and where it stops. */
       lowWatermark: z.number().gt(0).max(1).default(0.8),
       /** Images kept whatever the quota says and never collected, with all they reference. */
       pins: z.array(imageReference).default([]),
-      /** How often the server collects content no cached tag or pin reaches; "0s" turns it off. */
-      gcInterval: duration.prefault('1h'),
+      /** How often the server collects content no cached tag or pin reaches, or "off". */
+      gcInterval: interval.prefault('1h'),
       /** Unreachable content created or pulled within this period is kept. */
       gcGrace: duration.prefault('24h'),
     })

@@ -15,6 +15,8 @@ export interface RequestContext {
   readonly path: string;
   /** The query string with its `?`, or ''. */
   readonly query: string;
+  /** Aborts when the client goes away before its answer is complete; made on first use. */
+  readonly signal: AbortSignal;
   /** Filled in by handlers for the access log and metrics. */
   cache: string | undefined;
   kind: 'manifest' | 'blob' | 'tags' | undefined;
@@ -24,4 +26,18 @@ export interface RequestContext {
 export function header(req: Request, name: string): string | undefined {
   const value = req.headers[name];
   return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** The client's connection or stream is gone. The HTTP/2 compatibility response has no `destroyed`: its stream has. */
+export function responseClosed(res: Response): boolean {
+  return 'stream' in res ? res.stream.destroyed : res.destroyed;
+}
+
+/** The client went away before its answer was complete: nobody is left to answer. */
+export class ClientGoneError extends Error {
+  readonly code = 'CLIENT_GONE';
+  constructor() {
+    super('client closed the connection');
+    this.name = 'ClientGoneError';
+  }
 }

@@ -9,6 +9,7 @@ import { rangeLength } from '../registry/byte-range.js';
 import { RegistryError } from '../registry/errors.js';
 import { acceptClass } from '../registry/media-types.js';
 import {
+  DOCKER_HUB_ALIASES,
   parseDigest,
   parseManifestReference,
   parseRepository,
@@ -82,8 +83,8 @@ async function serveManifest(deps: RouteDeps, ctx: RequestContext, repo: Reposit
   const withBody = ctx.method === 'GET';
   const manifest =
     'digest' in parsed
-      ? await deps.manifests.byDigest(repo, parsed.digest, accept, withBody)
-      : await deps.manifests.byTag(repo, parsed.tag, accept, withBody);
+      ? await deps.manifests.byDigest(repo, parsed.digest, accept, withBody, ctx.signal)
+      : await deps.manifests.byTag(repo, parsed.tag, accept, withBody, { signal: ctx.signal });
   ctx.cache = manifest.source;
   deps.metrics.cacheRequests.inc({ kind: 'manifest', result: manifest.source === 'stale' ? 'hit' : manifest.source });
   sendManifest(ctx, manifest);
@@ -178,7 +179,7 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
 
 async function serveTags(deps: RouteDeps, ctx: RequestContext, repo: Repository) {
   ctx.kind = 'tags';
-  const list = await deps.tagLists.list(repo, ctx.query);
+  const list = await deps.tagLists.list(repo, ctx.query, ctx.signal);
   ctx.cache = list.source;
   deps.metrics.cacheRequests.inc({ kind: 'tags', result: list.source === 'stale' ? 'hit' : list.source });
   ctx.res.writeHead(200, {
@@ -212,8 +213,6 @@ function sendText(ctx: RequestContext, status: number, body: string, contentType
   }
   return Promise.resolve();
 }
-
-const DOCKER_HUB_ALIASES = new Set(['docker.io', 'registry-1.docker.io', 'index.docker.io']);
 
 /** containerd names the registry it wants in `?ns=`: content of another registry is unknown here. */
 function checkNamespace(query: string, upstreamName: string): void {

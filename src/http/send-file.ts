@@ -2,7 +2,7 @@
 // chunk: at hundreds of MB/s that garbage was a tenth of the CPU and most of the RSS (bench/RESULTS.md).
 // Here a buffer goes back to the pool once the socket has taken its bytes, so serving costs no allocation,
 // and one chunk is read while the previous one is written.
-import type { Response } from './context.js';
+import { ClientGoneError, responseClosed, type Response } from './context.js';
 
 /** 512 KiB: a 1 MiB blob goes in two writes; 32 clients hold at most 32 MiB between them. */
 export const CHUNK_BYTES = 512 * 1024;
@@ -27,9 +27,8 @@ export type ReadAt = (buffer: Buffer, length: number, position: number) => Promi
 export async function sendFileRange(out: Response, readAt: ReadAt, start: number, end: number): Promise<number> {
   let onClose = (): void => undefined;
   const gone = new Promise<never>((_, reject) => {
-    onClose = () => reject(Object.assign(new Error('client closed the connection'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
-    // The HTTP/2 compatibility response has no `destroyed` of its own: its stream has.
-    if ('stream' in out ? out.stream.destroyed : out.destroyed) onClose();
+    onClose = () => reject(new ClientGoneError());
+    if (responseClosed(out)) onClose();
     else out.once('close', onClose);
   });
   gone.catch(() => undefined);

@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { RegistryError } from '../registry/errors.js';
 import { UpstreamContentError, UpstreamError } from '../upstream/errors.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { Request, RequestContext, Response } from './context.js';
+import { ClientGoneError, responseClosed, type Request, type RequestContext, type Response } from './context.js';
 import { createSniffingListener } from './listener.js';
 
 export type Handler = (ctx: RequestContext) => Promise<void>;
@@ -103,6 +103,7 @@ export class RegistryServer {
     const reqId = ++this.nextRequestId;
     const parentLog = this.options.log;
     let log: Logger | undefined;
+    let aborter: AbortController | undefined;
     const ctx: RequestContext = {
       req,
       res,
@@ -113,6 +114,10 @@ export class RegistryServer {
       method: req.method ?? 'GET',
       path: queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt),
       query: queryAt === -1 ? '' : rawUrl.slice(queryAt),
+      // Made on first use too: only requests that wait on upstream need one.
+      get signal() {
+        return (aborter ??= clientGone(res)).signal;
+      },
       cache: undefined,
       kind: undefined,
       bytes: 0,
@@ -137,16 +142,21 @@ export class RegistryServer {
   private fail(ctx: RequestContext, err: unknown): void {
     const { res, log } = ctx;
     const error = toRegistryError(err);
+    if (responseClosed(res) && !res.writableEnded && !res.headersSent) {
+      // The client hung up while we waited (its signal aborted the work): nobody to answer.
+      log.debug('client went away');
+      return;
+    }
     if (res.headersSent) {
       // Too late for a status: breaking the response is how the client learns the body is incomplete.
-      if ((err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') log.debug('client went away');
+      if (err instanceof ClientGoneError || (err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') log.debug('client went away');
       else log.warn({ err }, 'response aborted');
       if (!res.destroyed) res.destroy(err instanceof Error ? err : undefined);
       return;
     }
     // Our own failures are errors; upstream's (outage, limit) are warnings: the cause is elsewhere.
     if (error.code === 'UNKNOWN') log.error({ err }, 'request failed');
-    else if (err !== error) log.warn({ upstreamError: (err as Error).message }, 'upstream could not answer');
+    else if (err !== error) log.warn({ err }, 'upstream could not answer');
     if (ctx.kind) this.options.metrics.cacheRequests.inc({ kind: ctx.kind, result: 'error' });
     const body = JSON.stringify(error.toJSON());
     const length = Buffer.byteLength(body);
@@ -182,6 +192,16 @@ export class RegistryServer {
       'request',
     );
   }
+}
+
+/** Aborts when the response closes unfinished: the client hung up, and work done only for it can stop. */
+function clientGone(res: Response): AbortController {
+  const controller = new AbortController();
+  if (responseClosed(res) && !res.writableEnded) controller.abort();
+  else res.once('close', () => {
+    if (!res.writableEnded) controller.abort();
+  });
+  return controller;
 }
 
 /** Our errors pass through; upstream trouble becomes what a client can act on; anything else is hidden. */

@@ -39,13 +39,22 @@ export interface TagIndex {
 }
 
 export function tagKeyString(key: TagKey): string {
-  return `${key.upstream}/${key.repo}:${key.tag}#${key.acceptKey}`;
+  return `${tagPrefix(key.upstream, key.repo, key.tag)}${key.acceptKey}`;
+}
+
+/** Keys sort by upstream, repository, tag: a tag's records (or, without `tag`, a repository's) share a prefix. */
+function tagPrefix(upstream: string, repo: string, tag?: string): string {
+  // ':' and '#' cannot occur in a repository name or a tag, so no other name shares the prefix.
+  return tag === undefined ? `${upstream}/${repo}:` : `${upstream}/${repo}:${tag}#`;
 }
 
 export class LevelTagIndex implements TagIndex {
   private readonly db;
   private readonly hot: LRUCache<string, TagEntry>;
   private readonly pending = new Map<string, PendingHits>();
+  /** Records deleted while a flush was reading: its writes must not bring them back. */
+  private readonly deletedDuringFlush = new Set<string>();
+  private flushing = false;
 
   constructor(db: IndexDb, hotEntries: number) {
     this.db = sublevel<TagEntry>(db, 'tags');
@@ -66,6 +75,7 @@ export class LevelTagIndex implements TagIndex {
     const pending = this.pending.get(id);
     const stored = pending ? { ...entry, ...this.counted(entry, pending) } : entry;
     this.pending.delete(id);
+    this.deletedDuringFlush.delete(id);
     await this.db.put(id, stored);
     this.hot.set(id, stored);
   }
@@ -84,15 +94,21 @@ export class LevelTagIndex implements TagIndex {
   async flush(): Promise<void> {
     const batch = [...this.pending.values()];
     this.pending.clear();
-    const writes: Array<{ type: 'put'; key: string; value: TagEntry }> = [];
-    for (const pending of batch) {
-      const entry = await this.get(pending.key);
-      if (!entry) continue;
-      const updated = { ...entry, ...this.counted(entry, pending) };
-      this.hot.set(tagKeyString(entry), updated);
-      writes.push({ type: 'put', key: tagKeyString(entry), value: updated });
+    this.flushing = true;
+    try {
+      const writes: Array<{ type: 'put'; key: string; value: TagEntry }> = [];
+      for (const pending of batch) {
+        const entry = await this.get(pending.key);
+        if (!entry) continue;
+        writes.push({ type: 'put', key: tagKeyString(entry), value: { ...entry, ...this.counted(entry, pending) } });
+      }
+      const kept = writes.filter((w) => !this.deletedDuringFlush.has(w.key));
+      for (const w of kept) this.hot.set(w.key, w.value);
+      if (kept.length > 0) await this.db.batch(kept);
+    } finally {
+      this.flushing = false;
+      this.deletedDuringFlush.clear();
     }
-    if (writes.length > 0) await this.db.batch(writes);
   }
 
   async *entries(): AsyncIterable<TagEntry> {
@@ -100,23 +116,23 @@ export class LevelTagIndex implements TagIndex {
   }
 
   async entriesFor(upstream: string, repo: string, tag: string): Promise<TagEntry[]> {
-    const prefix = `${upstream}/${repo}:${tag}#`;
+    const prefix = tagPrefix(upstream, repo, tag);
     return this.db.values({ gte: prefix, lt: `${prefix}\uffff` }).all();
   }
 
   async deleteTag(upstream: string, repo: string, tag: string): Promise<void> {
-    const prefix = `${upstream}/${repo}:${tag}#`;
+    const prefix = tagPrefix(upstream, repo, tag);
     const ids = await this.db.keys({ gte: prefix, lt: `${prefix}\uffff` }).all();
     for (const id of ids) {
       this.hot.delete(id);
       this.pending.delete(id);
+      if (this.flushing) this.deletedDuringFlush.add(id);
     }
     if (ids.length > 0) await this.db.batch(ids.map((key) => ({ type: 'del' as const, key })));
   }
 
   async tagsOf(upstream: string, repo: string): Promise<string[]> {
-    // ':' cannot occur in a repository name, so this prefix holds exactly the repository's tags.
-    const prefix = `${upstream}/${repo}:`;
+    const prefix = tagPrefix(upstream, repo);
     const tags = new Set<string>();
     for await (const id of this.db.keys({ gte: prefix, lt: `${prefix}\uffff` })) tags.add(id.slice(prefix.length, id.lastIndexOf('#')));
     return [...tags].sort();

@@ -27,7 +27,7 @@ export class Metrics {
   readonly rateLimitWindow: Gauge;
   /** 1 while the circuit breaker keeps requests away from a failing upstream. */
   readonly breakerOpen: Gauge;
-  /** Tag checks past their TTL: `unchanged` (HEAD only), `changed` (then one GET), `error`. */
+  /** Tag checks past their TTL: `unchanged` (HEAD only), `changed` (a new digest), `deleted` (404), `error`. */
   readonly tagRevalidations: Counter<'result'>;
   /** Tags answered from cache without upstream's confirmation: `error` (upstream failed), `ratelimit` (reserve), `deleted` (keepDeleted). */
   readonly staleServed: Counter<'reason'>;

@@ -17,6 +17,11 @@ export const MANIFEST_TYPES = [
   DOCKER_MANIFEST_V1_SIGNED,
 ] as const;
 
+/** An index (OCI image index or Docker manifest list): what a multi-platform client wants for a tag. */
+export function isIndexType(mediaType: string): boolean {
+  return mediaType === OCI_INDEX || mediaType === DOCKER_LIST;
+}
+
 /**
  * What a client accepts, reduced to the manifest types we know. Tag records are keyed by `key`, because
  * upstream answers one tag differently per Accept (an index for docker 20+, a single manifest for old clients),
@@ -44,6 +49,11 @@ export function acceptClass(header: string | string[] | undefined): AcceptClass 
   return result;
 }
 
+/** The class of a request for exactly one media type (a recorded tag's manifest fetched by digest); not memoised. */
+export function acceptOnly(mediaType: string): AcceptClass {
+  return parseAccept(mediaType);
+}
+
 function parseAccept(raw: string | undefined): AcceptClass {
   const types = new Set((raw ?? '').split(',').map(acceptedType).filter((t) => t !== undefined));
   if (types.size === 0 && (raw ?? '').trim() === '') {
@@ -64,3 +74,6 @@ function acceptedType(part: string): string | undefined {
   if (q !== undefined && Number(q.slice(2)) === 0) return undefined;
   return type;
 }
+
+/** Every manifest type: what a seed takes, and what /blobs/ asks for when a client names a manifest's digest. */
+export const ANY_MANIFEST: AcceptClass = parseAccept(MANIFEST_TYPES.join(', '));

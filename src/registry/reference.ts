@@ -71,6 +71,11 @@ export function digestHex(digest: Digest): string {
   return digest.slice(digest.indexOf(':') + 1);
 }
 
+/** Docker Hub's name in references and tag records. */
+export const DOCKER_HUB = 'docker.io';
+/** Every host name Docker Hub goes by: references and containerd's `?ns=` may use any of them. */
+export const DOCKER_HUB_ALIASES: ReadonlySet<string> = new Set([DOCKER_HUB, 'registry-1.docker.io', 'index.docker.io']);
+
 /** An image reference as users write it: `alpine:3.19`, `docker.io/library/nginx@sha256:…`, `ghcr.io/o/r:1`. */
 export interface ImageReference {
   /** Registry host; `docker.io` when none is written. */
@@ -104,8 +109,8 @@ export function parseImageReference(text: string): ImageReference {
   if (hasRegistry && !REGISTRY_HOST.test(first)) {
     throw new RegistryError('NAME_INVALID', 'invalid registry host', { detail: { name: input.slice(0, 300) } });
   }
-  let registry = hasRegistry ? first.toLowerCase() : 'docker.io';
-  if (registry === 'index.docker.io' || registry === 'registry-1.docker.io') registry = 'docker.io';
+  let registry = hasRegistry ? first.toLowerCase() : DOCKER_HUB;
+  if (DOCKER_HUB_ALIASES.has(registry)) registry = DOCKER_HUB;
   const repo = parseRepository(hasRegistry ? rest.slice(slash + 1) : rest);
   if (!digest && !tag) tag = 'latest' as Tag;
   const canonical = digest ? `${registry}/${repo}@${digest}` : `${registry}/${repo}:${tag as string}`;

@@ -5,10 +5,9 @@ import { once } from 'node:events';
 import { type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Header, Pax } from 'tar';
-import type { CacheCore } from '../app.js';
 import { digestAlgorithm, digestHex, type Digest } from '../registry/reference.js';
 import { OCI_INDEX } from '../registry/media-types.js';
-import { OCI_LAYOUT, REF_NAME, closure, type ExportRoot, type LayoutIndex } from './oci-layout.js';
+import { OCI_LAYOUT, REF_NAME, closure, type ClosureDeps, type ExportRoot, type LayoutIndex } from './oci-layout.js';
 
 const BLOCK = 512;
 /** Fixed times make a bundle's bytes depend on its content only. */
@@ -50,13 +49,13 @@ async function writeFile(out: Writable, path: string, bytes: Buffer): Promise<vo
  * that is not in `have`. `onBytes` sees blob bytes as they go.
  */
 export async function writeBundle(
-  core: CacheCore,
+  deps: ClosureDeps,
   roots: readonly ExportRoot[],
   have: ReadonlySet<string>,
   out: Writable,
   onBytes: (bytes: number) => void = () => undefined,
 ): Promise<ExportSummary> {
-  const digests = await closure(core, roots);
+  const digests = await closure(deps, roots);
   const index: LayoutIndex = {
     schemaVersion: 2,
     mediaType: OCI_INDEX,
@@ -72,7 +71,7 @@ export async function writeBundle(
       skipped++;
       continue;
     }
-    await writeBlob(core, out, digest, size, onBytes);
+    await writeBlob(deps.store, out, digest, size, onBytes);
     blobs++;
     bytes += size;
   }
@@ -80,8 +79,8 @@ export async function writeBundle(
   return { images: roots.length, blobs, bytes, skipped };
 }
 
-async function writeBlob(core: CacheCore, out: Writable, digest: Digest, size: number, onBytes: (bytes: number) => void): Promise<void> {
-  const opened = await core.store.open(digest);
+async function writeBlob(store: ClosureDeps['store'], out: Writable, digest: Digest, size: number, onBytes: (bytes: number) => void): Promise<void> {
+  const opened = await store.open(digest);
   if (!opened) throw new Error(`${digest} vanished from the store during the export`);
   if (opened.size !== size) {
     await opened.close();

@@ -22,13 +22,13 @@ export class CircuitBreaker {
     return this.now() < this.openUntil ? 'open' : 'half-open';
   }
 
-  /** Throws while open; in half-open, lets one request through to test upstream. */
-  check(): void {
+  /** Throws while open; in half-open, lets one request through to test upstream. True for that trial request. */
+  check(): boolean {
     const state = this.state;
-    if (state === 'closed') return;
+    if (state === 'closed') return false;
     if (state === 'half-open' && !this.trial) {
       this.trial = true;
-      return;
+      return true;
     }
     throw new UpstreamError('upstream circuit open after repeated failures', {
       retryAfterSeconds: Math.max(1, Math.ceil((this.openUntil - this.now()) / 1000)),
@@ -41,7 +41,7 @@ export class CircuitBreaker {
     this.metrics.breakerOpen.set(0);
   }
 
-  /** The request told nothing about upstream (the client went away): a half-open trial may be tried again. */
+  /** The trial told nothing about upstream (its client went away): another request may be the trial. */
   release(): void {
     this.trial = false;
   }

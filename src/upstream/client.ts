@@ -4,13 +4,15 @@ import { createHash } from 'node:crypto';
 import { Agent, Pool, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/schema.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { tryParseManifest } from '../registry/manifest.js';
 import { DOCKER_MANIFEST_V1_SIGNED } from '../registry/media-types.js';
 import { isDigest, type Digest, type Repository } from '../registry/reference.js';
 import { TokenCache } from './auth.js';
 import { CircuitBreaker } from './breaker.js';
 import type { RateLimitTracker } from './rate-limit.js';
 import { discard, readCapped } from './body.js';
-import { UpstreamContentError, UpstreamError, type UpstreamErrorDetail } from './errors.js';
+import { acceptHeader, contentLength, errorFrom, isRedirect, mediaTypeOf, single } from './response.js';
+import { UpstreamContentError, UpstreamError } from './errors.js';
 import type { FetchedManifest, ManifestHead, ManifestRequest, TagList, Upstream, UpstreamBlob } from './upstream.js';
 
 /** distribution refuses manifests over 4 MiB; so do we. */
@@ -97,7 +99,7 @@ export class RegistryClient implements Upstream {
     const bytes = await readCapped(response.body, MANIFEST_LIMIT, false);
     let mediaType = mediaTypeOf(response.headers);
     if (mediaType === '' || mediaType === 'application/json' || mediaType === 'text/plain') {
-      mediaType = embeddedMediaType(bytes) ?? DOCKER_MANIFEST_V1_SIGNED;
+      mediaType = tryParseManifest(bytes)?.mediaType ?? DOCKER_MANIFEST_V1_SIGNED;
     }
     const announced = single(response.headers['docker-content-digest']);
     const expected = isDigest(reference) ? reference : announced !== undefined && isDigest(announced) ? announced : undefined;
@@ -184,7 +186,12 @@ export class RegistryClient implements Upstream {
       discard(response.body);
       return undefined;
     }
-    return { body: await readCapped(response.body, TAG_LIST_LIMIT, false), link: single(response.headers.link) };
+    // A body that stalls or runs past the cap is upstream failing, like any other: the cached tags can answer.
+    const body = await readCapped(response.body, TAG_LIST_LIMIT, false).catch((cause: unknown) => {
+      if (options.signal?.aborted) throw cause;
+      throw new UpstreamError(`tags of ${repo}: upstream sent no usable list`, { status: 502, cause });
+    });
+    return { body, link: single(response.headers.link) };
   }
 
   async close(): Promise<void> {
@@ -193,7 +200,7 @@ export class RegistryClient implements Upstream {
 
   /** One request to the registry origin, with a bearer token when needed; non-2xx/404/3xx statuses throw. */
   private async send(repo: Repository, request: Send): Promise<Dispatcher.ResponseData> {
-    this.breaker.check();
+    const trial = this.breaker.check();
     try {
       const response = await this.authorized(repo, request);
       this.breaker.success();
@@ -201,9 +208,13 @@ export class RegistryClient implements Upstream {
     } catch (err) {
       // Refused, reset, timed out or 5xx: upstream is in trouble. A 4xx (429 included) is an answer: upstream is
       // up. Every outcome settles the breaker, or a half-open trial that got a 429 would hold it shut for good.
-      if (request.signal?.aborted || !(err instanceof UpstreamError)) this.breaker.release();
-      else if (err.status === undefined || err.status >= 500) this.breaker.failure();
-      else this.breaker.success();
+      if (request.signal?.aborted || !(err instanceof UpstreamError)) {
+        if (trial) this.breaker.release();
+      } else if (err.status === undefined || err.status >= 500) {
+        this.breaker.failure();
+      } else {
+        this.breaker.success();
+      }
       throw err;
     }
   }
@@ -222,7 +233,7 @@ export class RegistryClient implements Upstream {
         response = await this.dispatch(this.pool, request.kind, options);
       }
     }
-    if (request.kind === 'manifest') this.rateLimit.observe(response.headers);
+    if (request.kind === 'manifest') this.rateLimit.observe(response.headers, { method: request.method, status: response.statusCode });
     const status = response.statusCode;
     if ((status >= 200 && status < 300) || status === 404 || isRedirect(status)) return response;
     const error = await errorFrom(response, `${request.method} ${request.path}`);
@@ -249,55 +260,12 @@ export class RegistryClient implements Upstream {
   }
 }
 
-async function errorFrom(response: Dispatcher.ResponseData, what: string): Promise<UpstreamError> {
-  const body = await readCapped(response.body).catch(() => Buffer.alloc(0));
-  let errors: UpstreamErrorDetail[] = [];
-  try {
-    const parsed = JSON.parse(body.toString('utf8')) as { errors?: unknown };
-    if (Array.isArray(parsed.errors)) errors = parsed.errors as UpstreamErrorDetail[];
-  } catch {
-    // Not a registry error body (a proxy's HTML page, say): the status alone tells.
-  }
-  const retryAfter = Number(single(response.headers['retry-after']));
-  return new UpstreamError(`${what}: upstream answered ${response.statusCode}`, {
-    status: response.statusCode,
-    errors,
-    ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterSeconds: retryAfter } : {}),
-  });
-}
-
-function contentLength(response: Dispatcher.ResponseData): number | undefined {
-  const value = single(response.headers['content-length']);
-  return value === undefined ? undefined : Number(value);
-}
-
 function computeDigest(bytes: Buffer, like: string): Digest {
   const algorithm = like.startsWith('sha512:') ? 'sha512' : 'sha256';
   return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}` as Digest;
 }
 
-function embeddedMediaType(bytes: Buffer): string | undefined {
-  try {
-    const parsed = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown };
-    return typeof parsed.mediaType === 'string' ? parsed.mediaType : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
-function acceptHeader(accept: string | undefined): Record<string, string> {
-  return accept === undefined ? {} : { accept };
-}
 
-function mediaTypeOf(headers: Dispatcher.ResponseData['headers']): string {
-  return (single(headers['content-type']) ?? '').split(';')[0]?.trim() ?? '';
-}
 
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
-function isRedirect(status: number): boolean {
-  return status === 301 || status === 302 || status === 303 || status === 307 || status === 308;
-}
 

@@ -24,6 +24,7 @@ export class RateLimitTracker {
   /** Set by a 429: until then a manifest GET would only be refused again. */
   private limitedUntil = 0;
   private warned = false;
+  private pulls = 0;
 
   constructor(
     private readonly reserve: number,
@@ -32,8 +33,12 @@ export class RateLimitTracker {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Reads the rate-limit headers of any upstream response (absent on registries other than Docker Hub). */
-  observe(headers: Record<string, string | string[] | undefined>): void {
+  /**
+   * Reads the rate-limit headers of a manifest response (absent on registries other than Docker Hub); with the
+   * request's method and the response's status, a GET answered 200 is counted as a pull spent.
+   */
+  observe(headers: Record<string, string | string[] | undefined>, exchange?: { method: string; status: number }): void {
+    if (exchange?.method === 'GET' && exchange.status === 200) this.pulls++;
     const limit = parseRateLimitHeader(headers['ratelimit-limit']);
     const remaining = parseRateLimitHeader(headers['ratelimit-remaining']);
     if (!limit && !remaining) return;
@@ -51,6 +56,11 @@ export class RateLimitTracker {
     } else {
       this.warned = false;
     }
+  }
+
+  /** Manifest GETs upstream answered with 200 since start: what Docker Hub counts as pulls. */
+  get pullsSpent(): number {
+    return this.pulls;
   }
 
   /** After a 429: remember for how long pulls are refused. */

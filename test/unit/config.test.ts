@@ -49,7 +49,7 @@ describe('defaults', () => {
     expect(config.cache).toEqual({
       metadataEntries: 50_000,
       manifestMemoryBytes: 64 * 2 ** 20,
-      maxBytes: 0,
+      maxBytes: undefined,
       highWatermark: 0.9,
       lowWatermark: 0.8,
       pins: [],
@@ -63,6 +63,21 @@ describe('defaults', () => {
     await expect(loadConfig({ file: await yamlFile('cache:\n  maxBytes: "lots"\n') })).rejects.toThrow(/cache\.maxBytes: expected a size/);
     await expect(loadConfig({ file: await yamlFile('cache:\n  lowWatermark: 0.95\n') })).rejects.toThrow(/lowWatermark must be below highWatermark/);
     await expect(loadConfig({ file: await yamlFile('cache:\n  pins: ["Not An Image"]\n') })).rejects.toThrow(/cache\.pins/);
+  });
+
+  it('says "no quota" and "GC off" in words, and still reads the old "0" and "0s" the same way', async () => {
+    const builtIn = await loadConfig();
+    expect(builtIn.cache.maxBytes).toBeUndefined();
+    const off = await loadConfig({ file: await yamlFile('cache:\n  maxBytes: none\n  gcInterval: off\n') });
+    expect(off.cache.maxBytes).toBeUndefined();
+    expect(off.cache.gcInterval).toBe('off');
+    for (const [maxBytes, gcInterval] of [['"0"', '"0s"'], ['0', '"0m"']]) {
+      const old = await loadConfig({ file: await yamlFile(`cache:\n  maxBytes: ${maxBytes}\n  gcInterval: ${gcInterval}\n`) });
+      expect(old.cache.maxBytes).toBeUndefined();
+      expect(old.cache.gcInterval).toBe('off');
+    }
+    expect((await loadConfig({ file: await yamlFile('cache:\n  gcInterval: 10m\n') })).cache.gcInterval).toBe(600_000);
+    await expect(loadConfig({ file: await yamlFile('cache:\n  gcInterval: never\n') })).rejects.toThrow(/cache\.gcInterval: expected a duration .* or "off"/);
   });
 
   it('does not read process.env: only the env map passed in overrides', async () => {

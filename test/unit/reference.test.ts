@@ -1,7 +1,7 @@
 // Repository, tag and digest parsing: the distribution grammar, Docker Hub normalization, and every rejection code.
 import { describe, expect, it } from 'vitest';
 import { RegistryError } from '../../src/registry/errors.js';
-import { manifestRefs } from '../../src/registry/manifest-refs.js';
+import { manifestRefs } from '../../src/registry/manifest.js';
 import {
   digestAlgorithm,
   digestHex,

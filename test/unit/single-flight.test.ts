@@ -93,4 +93,41 @@ describe('SingleFlight', () => {
     await expect(failing).rejects.toThrow('boom');
     await expect(fine).resolves.toEqual({ value: 'ok', shared: false });
   });
+
+  it('lets a caller that goes away stop waiting, and keeps the work going for the others', async () => {
+    const flight = new SingleFlight<string, string>();
+    let release: (v: string) => void = () => undefined;
+    let workSignal: AbortSignal | undefined;
+    const work = (signal: AbortSignal) => {
+      workSignal = signal;
+      return new Promise<string>((resolve) => (release = resolve));
+    };
+    const leaving = new AbortController();
+    const first = flight.do('k', work, leaving.signal);
+    const second = flight.do('k', work);
+    leaving.abort(new Error('client went away'));
+    await expect(first).rejects.toThrow('client went away');
+    expect(workSignal?.aborted).toBe(false);
+    release('done');
+    expect(await second).toEqual({ value: 'done', shared: true });
+  });
+
+  it('aborts the work once every caller has gone', async () => {
+    const flight = new SingleFlight<string, string>();
+    let workSignal: AbortSignal | undefined;
+    const work = (signal: AbortSignal) => {
+      workSignal = signal;
+      return new Promise<string>((_, reject) => signal.addEventListener('abort', () => reject(new Error('aborted'))));
+    };
+    const a = new AbortController();
+    const b = new AbortController();
+    const calls = [flight.do('k', work, a.signal), flight.do('k', work, b.signal)];
+    a.abort(new Error('a left'));
+    await expect(calls[0]).rejects.toThrow('a left');
+    expect(workSignal?.aborted).toBe(false);
+    b.abort(new Error('b left'));
+    await expect(calls[1]).rejects.toThrow('b left');
+    expect(workSignal?.aborted).toBe(true);
+    expect(flight.size).toBe(0);
+  });
 });

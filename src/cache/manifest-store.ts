@@ -1,0 +1,136 @@
+// Manifests by digest: immutable, so once cached they are served from memory or the store for ever. A miss is
+// one upstream GET per digest however many clients ask (single flight), stored exactly as upstream sent it.
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
+import type { BlobIndex } from '../index/blob-index.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { RegistryError } from '../registry/errors.js';
+import type { AcceptClass } from '../registry/media-types.js';
+import type { Digest, Repository } from '../registry/reference.js';
+import { OFFLINE_NOTE } from '../upstream/offline.js';
+import type { FetchedManifest, Upstream } from '../upstream/upstream.js';
+import { diskFullReason, readWhole, type BlobStore } from './blob-store.js';
+import { SingleFlight } from './single-flight.js';
+
+export type ManifestSource = 'hit' | 'miss' | 'coalesced' | 'stale';
+
+export interface ManifestAnswer {
+  digest: Digest;
+  mediaType: string;
+  size: number;
+  /** Present for GET; a HEAD is answered from metadata alone. */
+  bytes: Buffer | undefined;
+  source: ManifestSource;
+}
+
+export interface ManifestStoreDeps {
+  store: BlobStore;
+  index: BlobIndex;
+  upstream: Upstream;
+  metrics: Metrics;
+  log: Logger;
+  memoryBytes: number;
+  now: () => number;
+}
+
+interface LocalManifest {
+  mediaType: string;
+  bytes: Buffer;
+}
+
+export class ManifestStore {
+  private readonly bodies: LRUCache<string, LocalManifest>;
+  private readonly fetches = new SingleFlight<string, FetchedManifest | undefined>();
+
+  constructor(private readonly deps: ManifestStoreDeps) {
+    this.bodies = new LRUCache({
+      maxSize: Math.max(1, deps.memoryBytes),
+      sizeCalculation: (entry) => Math.max(1, entry.bytes.length),
+    });
+  }
+
+  async byDigest(repo: Repository, digest: Digest, accept: AcceptClass, withBody: boolean, signal?: AbortSignal): Promise<ManifestAnswer> {
+    const local = await this.local(digest, withBody);
+    if (local) return local;
+    if (!withBody) {
+      const head = await this.deps.upstream.resolveManifest(repo, digest, { accept: accept.header, signal });
+      if (!head) throw this.unknown(repo, digest);
+      return { digest, mediaType: head.mediaType, size: head.size, bytes: undefined, source: 'miss' };
+    }
+    return this.fetch(repo, digest, accept, signal);
+  }
+
+  /**
+   * GET from upstream and store, one request per reference and Accept class at a time. A tag is fetched only when
+   * upstream's HEAD did not name a digest; by digest, the bytes are exactly what was announced.
+   */
+  async fetch(repo: Repository, reference: string, accept: AcceptClass, signal: AbortSignal | undefined): Promise<ManifestAnswer> {
+    const key = reference.includes(':') ? reference : `${reference}#${accept.key}`;
+    const { value, shared } = await this.fetches.do(key, (shared) => this.fetchAndStore(repo, reference, accept, shared), signal);
+    if (!value) throw this.unknown(repo, reference);
+    const { digest, mediaType, bytes } = value;
+    return { digest, mediaType, size: bytes.length, bytes, source: shared ? 'coalesced' : 'miss' };
+  }
+
+  /** A cached manifest by digest, or undefined. Used by /blobs/ too. */
+  async local(digest: Digest, withBody: boolean): Promise<ManifestAnswer | undefined> {
+    const hot = this.bodies.get(digest);
+    if (hot) {
+      this.deps.index.touch(digest, this.deps.now());
+      return { digest, mediaType: hot.mediaType, size: hot.bytes.length, bytes: hot.bytes, source: 'hit' };
+    }
+    const record = await this.deps.index.get(digest);
+    if (!record?.manifest) return undefined;
+    this.deps.index.touch(digest, this.deps.now());
+    if (!withBody) return { digest, mediaType: record.mediaType, size: record.size, bytes: undefined, source: 'hit' };
+    const opened = await this.deps.store.open(digest);
+    if (!opened) {
+      await this.deps.index.delete(digest);
+      return undefined;
+    }
+    const bytes = await readWhole(opened);
+    this.bodies.set(digest, { mediaType: record.mediaType, bytes });
+    return { digest, mediaType: record.mediaType, size: bytes.length, bytes, source: 'hit' };
+  }
+
+  unknown(repo: Repository, reference: string): RegistryError {
+    const message = this.deps.upstream.offline ? `manifest unknown: ${OFFLINE_NOTE}` : 'manifest unknown';
+    return new RegistryError('MANIFEST_UNKNOWN', message, { detail: { name: repo, reference } });
+  }
+
+  private async fetchAndStore(repo: Repository, reference: string, accept: AcceptClass, signal: AbortSignal) {
+    const fetched = await this.deps.upstream.fetchManifest(repo, reference, { accept: accept.header, signal });
+    if (!fetched) return undefined;
+    if (!this.bodies.has(fetched.digest) && !(await this.deps.index.get(fetched.digest))?.manifest) {
+      await this.store(fetched).catch((err: unknown) => {
+        // A full disk costs the cache, not the client: the manifest is answered from memory.
+        const reason = diskFullReason(err);
+        if (!reason) throw err;
+        this.deps.metrics.storeWriteFailures.inc({ reason });
+        this.deps.log.warn({ digest: fetched.digest, reason }, 'disk full: manifest served without caching it');
+      });
+    }
+    return fetched;
+  }
+
+  private async store(manifest: FetchedManifest): Promise<void> {
+    const writer = await this.deps.store.createWriter(manifest.digest, manifest.bytes.length);
+    try {
+      await pipeline(Readable.from([manifest.bytes]), writer);
+      const info = await writer.commit();
+      const now = this.deps.now();
+      await this.deps.index.put(manifest.digest, {
+        size: info.size,
+        mediaType: manifest.mediaType,
+        manifest: true,
+        createdAt: now,
+        lastAccessAt: now,
+      });
+      this.bodies.set(manifest.digest, { mediaType: manifest.mediaType, bytes: manifest.bytes });
+    } finally {
+      await writer.abort();
+    }
+  }
+}
