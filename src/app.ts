@@ -83,14 +83,13 @@ export interface Bundles {
 }
 
 export interface CacheOptions {
-  metrics?: Metrics;
   /** The clock of tag TTLs, the breaker, token expiry and rate-limit windows; tests move it instead of sleeping. */
   now?: () => number;
 }
 
 /** Opens the data directory (removing temp files of interrupted downloads) and wires the cache together. */
 async function openCache(config: Config, log: Logger, options: CacheOptions = {}): Promise<Cache> {
-  const metrics = options.metrics ?? new Metrics(new Registry());
+  const metrics = new Metrics(new Registry());
   const now = options.now ?? Date.now;
   const store = new DiskBlobStore(config.dataDir);
   const { removedTempFiles } = await store.init();
@@ -194,9 +193,9 @@ export async function openBundles(config: Config, log: Logger): Promise<Bundles>
 export async function createMirror(config: Config, log: Logger, options: Pick<CacheOptions, 'now'> = {}): Promise<Mirror> {
   // Unreadable TLS files fail the start before anything touches the data directory.
   const tls = config.tls && { cert: await readFile(config.tls.cert), key: await readFile(config.tls.key) };
-  const core = await openCache(config, log, options);
-  const { metrics, db, client, blobs, manifests, upstream, retention } = core;
-  const flush = (): Promise<void> => core.flush();
+  const cache = await openCache(config, log, options);
+  const { metrics, db, client, blobs, manifests, upstream, retention } = cache;
+  const flush = (): Promise<void> => cache.flush();
   const server = new RegistryServer({
     handler: createRoutes({
       readiness: async () => {
@@ -210,7 +209,7 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
       },
       blobs,
       manifests,
-      tagLists: new TagLists({ upstream, tags: core.tags, log: log.child({ module: 'tags' }) }),
+      tagLists: new TagLists({ upstream, tags: cache.tags, log: log.child({ module: 'tags' }) }),
       upstream,
       metrics,
       registry: metrics.registry,
@@ -241,7 +240,7 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
       clearInterval(flushTimer);
       if (gcTimer) clearInterval(gcTimer);
       await server.close(config.shutdownTimeout);
-      await core.close();
+      await cache.close();
     },
   };
 }

@@ -116,6 +116,15 @@ export class DiskBlobWriter extends Writable implements BlobWriter {
   }
 }
 
+/** The file system took no byte of a write: the download fails, like any other write error. */
+export class WriteStalledError extends Error {
+  readonly code = 'WRITE_NO_PROGRESS';
+  constructor() {
+    super('write made no progress');
+    this.name = 'WriteStalledError';
+  }
+}
+
 /** Writes every buffer at `position`, going on after short writes; resolves with the byte count. */
 async function writeAll(handle: FileHandle, buffers: Buffer[], position: number): Promise<number> {
   const total = buffers.reduce((sum, b) => sum + b.length, 0);
@@ -125,7 +134,7 @@ async function writeAll(handle: FileHandle, buffers: Buffer[], position: number)
     const rest = Buffer.concat(buffers).subarray(done);
     while (done < total) {
       const { bytesWritten } = await handle.write(rest, done - (total - rest.length), total - done, position + done);
-      if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+      if (bytesWritten === 0) throw new WriteStalledError();
       done += bytesWritten;
     }
   }

@@ -9,6 +9,7 @@ import { rangeLength } from '../registry/byte-range.js';
 import { RegistryError } from '../registry/errors.js';
 import { acceptClass } from '../registry/media-types.js';
 import {
+  DOCKER_HUB,
   DOCKER_HUB_ALIASES,
   parseDigest,
   parseManifestReference,
@@ -219,7 +220,7 @@ function checkNamespace(query: string, upstreamName: string): void {
   if (query === '') return;
   const ns = new URLSearchParams(query).get('ns');
   if (ns === null || ns === upstreamName) return;
-  if (upstreamName === 'docker.io' && DOCKER_HUB_ALIASES.has(ns)) return;
+  if (upstreamName === DOCKER_HUB && DOCKER_HUB_ALIASES.has(ns)) return;
   throw new RegistryError('NAME_UNKNOWN', `this mirror serves ${upstreamName} only`, { detail: { ns } });
 }
 
