@@ -9,6 +9,7 @@ import { ANY_MANIFEST } from '../registry/media-types.js';
 import type { Digest, Repository } from '../registry/reference.js';
 import type { Upstream } from '../upstream/upstream.js';
 import type { BlobStore } from './blob-store.js';
+import { DETACHED, type ClientAbort } from './client-abort.js';
 import type { BlobFills } from './fills.js';
 import type { InUse } from './in-use.js';
 import type { ManifestCache } from './manifests.js';
@@ -105,10 +106,10 @@ export class BlobCache {
   }
 
   /** What a HEAD needs: from the index, or upstream's HEAD (which starts no download). */
-  async head(repo: Repository, digest: Digest, signal?: AbortSignal): Promise<(BlobMeta & { source: BlobSource }) | undefined> {
+  async head(repo: Repository, digest: Digest, client: ClientAbort = DETACHED): Promise<(BlobMeta & { source: BlobSource }) | undefined> {
     const record = await this.deps.index.get(digest);
     if (record) return { size: record.size, mediaType: record.mediaType, manifest: record.manifest, source: 'hit' };
-    const remote = await this.deps.upstream.statBlob(repo, digest, { signal });
+    const remote = await this.deps.upstream.statBlob(repo, digest, { signal: client.signal });
     if (!remote) return undefined;
     return { size: remote.size, mediaType: remote.mediaType ?? 'application/octet-stream', manifest: false, source: 'miss' };
   }

@@ -12,6 +12,7 @@ import type { Digest, Repository } from '../registry/reference.js';
 import { OFFLINE_NOTE } from '../upstream/offline.js';
 import type { FetchedManifest, Upstream } from '../upstream/upstream.js';
 import { diskFullReason, readWhole, type BlobStore } from './blob-store.js';
+import { DETACHED, type ClientAbort } from './client-abort.js';
 import { SingleFlight } from './single-flight.js';
 
 export type ManifestSource = 'hit' | 'miss' | 'coalesced' | 'stale';
@@ -51,24 +52,25 @@ export class ManifestStore {
     });
   }
 
-  async byDigest(repo: Repository, digest: Digest, accept: AcceptClass, withBody: boolean, signal?: AbortSignal): Promise<ManifestAnswer> {
+  async byDigest(repo: Repository, digest: Digest, accept: AcceptClass, withBody: boolean, client: ClientAbort = DETACHED): Promise<ManifestAnswer> {
     const local = await this.local(digest, withBody);
     if (local) return local;
     if (!withBody) {
-      const head = await this.deps.upstream.resolveManifest(repo, digest, { accept: accept.header, signal });
+      const head = await this.deps.upstream.resolveManifest(repo, digest, { accept: accept.header, signal: client.signal });
       if (!head) throw this.unknown(repo, digest);
       return { digest, mediaType: head.mediaType, size: head.size, bytes: undefined, source: 'miss' };
     }
-    return this.fetch(repo, digest, accept, signal);
+    return this.fetch(repo, digest, accept, client);
   }
 
   /**
    * GET from upstream and store, one request per reference and Accept class at a time. A tag is fetched only when
    * upstream's HEAD did not name a digest; by digest, the bytes are exactly what was announced.
    */
-  async fetch(repo: Repository, reference: string, accept: AcceptClass, signal: AbortSignal | undefined): Promise<ManifestAnswer> {
-    const key = reference.includes(':') ? reference : `${reference}#${accept.key}`;
-    const { value, shared } = await this.fetches.do(key, (shared) => this.fetchAndStore(repo, reference, accept, shared), signal);
+  async fetch(repo: Repository, reference: string, accept: AcceptClass, client: ClientAbort): Promise<ManifestAnswer> {
+    // A digest is the same bytes whoever asks; a tag is one repository's, and answered per Accept class.
+    const key = reference.includes(':') ? reference : `${repo}:${reference}#${accept.key}`;
+    const { value, shared } = await this.fetches.do(key, (signal) => this.fetchAndStore(repo, reference, accept, signal), client.signal);
     if (!value) throw this.unknown(repo, reference);
     const { digest, mediaType, bytes } = value;
     return { digest, mediaType, size: bytes.length, bytes, source: shared ? 'coalesced' : 'miss' };

@@ -14,6 +14,7 @@ import { UpstreamError } from '../upstream/errors.js';
 import type { ManifestHead, Upstream } from '../upstream/upstream.js';
 import type { BlobStore } from './blob-store.js';
 import { ManifestStore, type ManifestAnswer } from './manifest-store.js';
+import { DETACHED, type ClientAbort } from './client-abort.js';
 import { SingleFlight } from './single-flight.js';
 import { tagTtlPolicy, type TagTtl } from './tag-policy.js';
 
@@ -32,11 +33,11 @@ export interface ManifestCacheDeps {
   now?: () => number;
 }
 
-/** What a request may add: its AbortSignal, so a client that hangs up stops work done only for it. */
 export interface TagOptions {
   /** Ask upstream (HEAD) whatever the TTL says (`regmirror seed` wants the current image). */
   revalidate?: boolean;
-  signal?: AbortSignal | undefined;
+  /** The request, so that a client that hangs up stops work done only for it. */
+  client?: ClientAbort;
 }
 
 /** Manifests by tag (TTL, HEAD revalidation, stale serving) on top of the content-addressed ManifestStore. */
@@ -56,8 +57,8 @@ export class ManifestCache {
     this.manifests = new ManifestStore({ ...deps, now: this.now });
   }
 
-  byDigest(repo: Repository, digest: Digest, accept: AcceptClass, withBody: boolean, signal?: AbortSignal): Promise<ManifestAnswer> {
-    return this.manifests.byDigest(repo, digest, accept, withBody, signal);
+  byDigest(repo: Repository, digest: Digest, accept: AcceptClass, withBody: boolean, client: ClientAbort = DETACHED): Promise<ManifestAnswer> {
+    return this.manifests.byDigest(repo, digest, accept, withBody, client);
   }
 
   /** A cached manifest by digest, or undefined. Used by /blobs/ too. */
@@ -74,7 +75,7 @@ export class ManifestCache {
    */
   async byTag(repo: Repository, tag: Tag, accept: AcceptClass, withBody: boolean, options: TagOptions = {}): Promise<ManifestAnswer> {
     const key: TagKey = { upstream: this.deps.upstream.name, repo, tag, acceptKey: accept.key };
-    const answer = await this.answerTag({ key, repo, tag, accept, withBody, signal: options.signal }, options.revalidate ?? false);
+    const answer = await this.answerTag({ key, repo, tag, accept, withBody, client: options.client ?? DETACHED }, options.revalidate ?? false);
     // HEAD-first clients (dockerd, containerd) resolve a tag once per pull and never GET it: both count.
     this.deps.tags.touch(key, this.now());
     return answer;
@@ -100,7 +101,7 @@ export class ManifestCache {
     }
     if (this.deps.tagsConfig.staleWhileRevalidate && !mustAsk) {
       // Detached from the client: it has its answer, and the check (new body included) is the cache's own work.
-      this.revalidate({ ...q, withBody: true, signal: undefined }, entry).catch((err: unknown) => {
+      this.revalidate({ ...q, withBody: true, client: DETACHED }, entry).catch((err: unknown) => {
         this.deps.log.warn({ err, repo: q.repo, tag: q.tag }, 'background tag revalidation failed');
       });
       return this.fromEntry(entry, q);
@@ -114,7 +115,7 @@ export class ManifestCache {
     if (local) return local;
     if (!q.withBody) return { digest: entry.digest, mediaType: entry.mediaType, size: entry.size, bytes: undefined, source: 'hit' };
     // The same content-addressed manifest the tag resolved to, whichever client asks.
-    return this.manifests.fetch(q.repo, entry.digest, acceptOnly(entry.mediaType), q.signal);
+    return this.manifests.fetch(q.repo, entry.digest, acceptOnly(entry.mediaType), q.client);
   }
 
   private async revalidate(q: Lookup, entry: TagEntry): Promise<ManifestAnswer> {
@@ -141,15 +142,8 @@ export class ManifestCache {
       return this.fromEntry(entry, q);
     }
     metrics.tagRevalidations.inc({ result: 'changed' });
-    const answer = await this.fromHead(q, head, entry);
-    // The tag moved while a HEAD was enough for this client: the new body is fetched now, detached, so a GET
-    // client right after (or an outage) still finds it here. A HEAD-first client's GET by digest joins it.
-    if (!answer.bytes && !q.withBody) {
-      this.manifests.fetch(q.repo, answer.digest, acceptOnly(answer.mediaType), undefined).catch((err: unknown) => {
-        this.deps.log.warn({ err, repo: q.repo, tag: q.tag, digest: answer.digest }, 'prefetch of a moved tag failed');
-      });
-    }
-    return answer;
+    // A HEAD records the new digest without its body: no pull is spent for a client (a poller) that only asks.
+    return this.fromHead(q, head, entry);
   }
 
   /**
@@ -191,7 +185,7 @@ export class ManifestCache {
     const { value } = await this.heads.do(
       tagKeyString(q.key),
       (signal) => this.deps.upstream.resolveManifest(q.repo, q.tag, { accept: q.accept.header, signal }),
-      q.signal,
+      q.client.signal,
     );
     return value;
   }
@@ -216,7 +210,7 @@ export class ManifestCache {
       }
     }
     // Fetch by digest when HEAD told one, so the bytes are exactly what HEAD announced even if the tag moves.
-    const result = await this.manifests.fetch(q.repo, head.digest ?? q.tag, q.accept, q.signal);
+    const result = await this.manifests.fetch(q.repo, head.digest ?? q.tag, q.accept, q.client);
     this.checkAccepted(result, q);
     await this.remember(q.key, result, prior);
     return result;
@@ -235,8 +229,9 @@ export class ManifestCache {
     const { hits: _hits, pulledAt: _pulledAt, ...rest } = best;
     const entry = { ...rest, acceptKey: q.key.acceptKey };
     const narrower = !isIndexType(best.mediaType) && acceptsAnIndex(q.accept);
-    // Recorded under this client's class too (same digest and age), so its next request is a plain lookup.
-    if (!narrower) await this.record(entry);
+    // Recorded under this client's class too (same digest and age), so its next request is a plain lookup;
+    // offline, even a narrower record is all there will ever be.
+    if (!narrower || this.deps.upstream.offline) await this.record(entry);
     return { entry, narrower };
   }
 
@@ -276,5 +271,5 @@ interface Lookup {
   tag: Tag;
   accept: AcceptClass;
   withBody: boolean;
-  signal: AbortSignal | undefined;
+  client: ClientAbort;
 }

@@ -19,7 +19,7 @@ export class SingleFlight<K, V> {
     if (!flight) {
       const controller = new AbortController();
       const started: Flight<V> = { controller, waiting: 0, promise: work(controller.signal) };
-      started.promise = started.promise.finally(() => this.running.delete(key));
+      started.promise = started.promise.finally(() => this.forget(key, started));
       // Every caller may have gone before it settles: its failure then has no one to reach.
       started.promise.catch(() => undefined);
       this.running.set(key, started);
@@ -30,8 +30,16 @@ export class SingleFlight<K, V> {
       return { value: await (signal ? untilAborted(flight.promise, signal) : flight.promise), shared };
     } finally {
       flight.waiting--;
-      if (flight.waiting === 0 && signal?.aborted) flight.controller.abort(signal.reason);
+      if (flight.waiting === 0 && signal?.aborted) {
+        // Gone from the map first: a caller arriving while the aborted work winds down starts afresh.
+        this.forget(key, flight);
+        flight.controller.abort(signal.reason);
+      }
     }
+  }
+
+  private forget(key: K, flight: Flight<V>): void {
+    if (this.running.get(key) === flight) this.running.delete(key);
   }
 
   get size(): number {

@@ -8,6 +8,7 @@ import { tagPage, type TagPage } from '../registry/tag-page.js';
 import { UpstreamError } from '../upstream/errors.js';
 import { OFFLINE_NOTE } from '../upstream/offline.js';
 import type { Upstream } from '../upstream/upstream.js';
+import { DETACHED, type ClientAbort } from './client-abort.js';
 
 export interface TagListAnswer extends TagPage {
   /** `miss`: upstream answered; `stale`: from the tag records, because upstream could not. */
@@ -23,14 +24,14 @@ export class TagLists {
     },
   ) {}
 
-  async list(repo: Repository, query: string, signal?: AbortSignal): Promise<TagListAnswer> {
+  async list(repo: Repository, query: string, client: ClientAbort = DETACHED): Promise<TagListAnswer> {
     const { upstream } = this.deps;
     if (upstream.offline) return (await this.held(repo, query)) ?? nameUnknown(repo, OFFLINE_NOTE);
     try {
-      const list = await upstream.listTags(repo, query, { signal });
+      const list = await upstream.listTags(repo, query, { signal: client.signal });
       return list ? { ...list, source: 'miss' } : nameUnknown(repo);
     } catch (err) {
-      if (!(err instanceof UpstreamError) || signal?.aborted) throw err;
+      if (!(err instanceof UpstreamError) || client.signal?.aborted) throw err;
       const held = await this.held(repo, query);
       if (!held) throw err;
       this.deps.log.warn({ err, repo }, 'upstream failed, listing cached tags');

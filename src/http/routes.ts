@@ -84,8 +84,8 @@ async function serveManifest(deps: RouteDeps, ctx: RequestContext, repo: Reposit
   const withBody = ctx.method === 'GET';
   const manifest =
     'digest' in parsed
-      ? await deps.manifests.byDigest(repo, parsed.digest, accept, withBody, ctx.signal)
-      : await deps.manifests.byTag(repo, parsed.tag, accept, withBody, { signal: ctx.signal });
+      ? await deps.manifests.byDigest(repo, parsed.digest, accept, withBody, ctx)
+      : await deps.manifests.byTag(repo, parsed.tag, accept, withBody, { client: ctx });
   ctx.cache = manifest.source;
   deps.metrics.cacheRequests.inc({ kind: 'manifest', result: manifest.source === 'stale' ? 'hit' : manifest.source });
   sendManifest(ctx, manifest);
@@ -112,7 +112,7 @@ async function serveBlob(deps: RouteDeps, ctx: RequestContext, repo: Repository,
   ctx.kind = 'blob';
   const digest = parseDigest(reference);
   if (ctx.method === 'HEAD') {
-    const meta = await deps.blobs.head(repo, digest);
+    const meta = await deps.blobs.head(repo, digest, ctx);
     if (!meta) throw blobUnknown(repo, digest, deps.upstream.offline);
     ctx.cache = meta.source;
     ctx.res.writeHead(200, {
@@ -180,7 +180,7 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
 
 async function serveTags(deps: RouteDeps, ctx: RequestContext, repo: Repository) {
   ctx.kind = 'tags';
-  const list = await deps.tagLists.list(repo, ctx.query, ctx.signal);
+  const list = await deps.tagLists.list(repo, ctx.query, ctx);
   ctx.cache = list.source;
   deps.metrics.cacheRequests.inc({ kind: 'tags', result: list.source === 'stale' ? 'hit' : list.source });
   ctx.res.writeHead(200, {

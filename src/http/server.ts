@@ -143,8 +143,12 @@ export class RegistryServer {
     const { res, log } = ctx;
     const error = toRegistryError(err);
     if (responseClosed(res) && !res.writableEnded && !res.headersSent) {
-      // The client hung up while we waited (its signal aborted the work): nobody to answer.
-      log.debug('client went away');
+      // The client hung up while we waited (its signal aborted the work): nobody to answer. The access log and
+      // metrics say so with nginx's 499, and a failure of our own is still logged as one.
+      res.statusCode = 499;
+      if (ctx.kind) this.options.metrics.cacheRequests.inc({ kind: ctx.kind, result: 'error' });
+      if (error.code === 'UNKNOWN' && !isAbort(err)) log.error({ err }, 'request failed');
+      else log.debug('client went away');
       return;
     }
     if (res.headersSent) {
@@ -192,6 +196,10 @@ export class RegistryServer {
       'request',
     );
   }
+}
+
+function isAbort(err: unknown): boolean {
+  return err instanceof ClientGoneError || (err instanceof Error && err.name === 'AbortError');
 }
 
 /** Aborts when the response closes unfinished: the client hung up, and work done only for it can stop. */

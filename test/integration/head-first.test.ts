@@ -175,7 +175,8 @@ describe('a tag first resolved by HEAD, then fetched by digest only', () => {
 describe('a client that hangs up', () => {
   it('stops the upstream request made only for it', async () => {
     await pushTiny('headfirst/hangup', 'v1', 'head-first-hangup');
-    const m = await mirrorOn({ upstream: { headersTimeout: '30s' } });
+    const logLines: string[] = [];
+    const m = await mirrorOn({ upstream: { headersTimeout: '30s' } }, logLines);
     await headFirstPull(m.url, 'headfirst/hangup', 'v1', DOCKER_ACCEPT); // token and connection warm
     front.reset();
     front.setFault({ path: /manifests\/slow$/, kind: 'slow', ms: 20_000 });
@@ -184,6 +185,10 @@ describe('a client that hangs up', () => {
     // The mirror gives up its HEAD at once, not after upstream's 20 s.
     await expect.poll(() => front.requests.filter((r) => r.path.endsWith('/slow') && !r.done).length, { timeout: 3_000 }).toBe(0);
     expect(front.requests.some((r) => r.path.endsWith('/slow'))).toBe(true);
+    // Logged as what it was: the client closed the request (nginx's 499), not a success.
+    await expect
+      .poll(() => logLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'request' && String(l.path).endsWith('/slow'))?.status)
+      .toBe(499);
   });
 });
 

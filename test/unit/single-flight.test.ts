@@ -130,4 +130,22 @@ describe('SingleFlight', () => {
     expect(workSignal?.aborted).toBe(true);
     expect(flight.size).toBe(0);
   });
+
+  it('starts afresh for a caller that arrives after every earlier one left, while the aborted work winds down', async () => {
+    const flight = new SingleFlight<string, string>();
+    let runs = 0;
+    const work = (signal: AbortSignal) => {
+      runs++;
+      // The aborted run takes a while to notice; a new run succeeds.
+      return runs === 1
+        ? new Promise<string>((_, reject) => signal.addEventListener('abort', () => setImmediate(() => reject(new Error('aborted')))))
+        : Promise.resolve('fresh');
+    };
+    const leaving = new AbortController();
+    const first = flight.do('k', work, leaving.signal);
+    leaving.abort(new Error('client went away'));
+    await expect(first).rejects.toThrow('client went away');
+    expect(await flight.do('k', work)).toEqual({ value: 'fresh', shared: false });
+    expect(runs).toBe(2);
+  });
 });
