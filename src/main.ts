@@ -2,6 +2,7 @@
 // The regmirror command: picks a subcommand and reports its failure as one line. No logic here.
 import { ConfigError } from './config/load.js';
 import { CERT_HELP, cert } from './cli/cert.js';
+import { CLIENT_CONFIG_HELP, clientConfigCommand } from './cli/client-config.js';
 import { UsageError, type CommandContext } from './cli/command.js';
 import { EXPORT_HELP, IMPORT_HELP, exportCommand, importCommand } from './cli/bundle.js';
 import { FSCK_HELP, fsck } from './cli/fsck.js';
@@ -23,6 +24,7 @@ const COMMANDS = {
   unpin: { run: unpin, help: PIN_HELP, summary: 'stop keeping an image' },
   fsck: { run: fsck, help: FSCK_HELP, summary: 'check the store; rebuild a lost index' },
   cert: { run: cert, help: CERT_HELP, summary: 'make a self-signed TLS certificate' },
+  'client-config': { run: clientConfigCommand, help: CLIENT_CONFIG_HELP, summary: 'print or write client files pointing every registry at the mirror' },
   healthcheck: { run: healthcheck, help: HEALTHCHECK_HELP, summary: "exit 0 if the configured listener's /healthz answers" },
 } as const;
 
@@ -32,7 +34,7 @@ A pull-through caching mirror for Docker Hub.
 
 commands:
 ${Object.entries(COMMANDS)
-  .map(([name, command]) => `  ${name.padEnd(13)}${command.summary}`)
+  .map(([name, command]) => `  ${name.padEnd(15)}${command.summary}`)
   .join('\n')}
 
 Run 'regmirror COMMAND --help' for a command's options.

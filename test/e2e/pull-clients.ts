@@ -1,6 +1,7 @@
 // Owns: the four real clients the e2e tests pull with — dockerd (driven by /usr/bin/docker), containerd (driven
-// by ctr), podman and skopeo. Each one reaches "Docker Hub" only through its own mirror settings pointing at
-// regmirror, keeps all its state in a private directory, and reports the digest it pulled in its own words.
+// by ctr), podman and skopeo. Each one reaches "Docker Hub" (or, given client-config's files, every registry)
+// only through its own mirror settings pointing at regmirror, keeps all its state in a private directory, and
+// reports the digest it pulled in its own words.
 // Clients run through async execFile, never the *Sync calls: regmirror shares this process's event loop.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -30,9 +31,19 @@ const DOCKERD_HOST_DIRS = ['/run/docker', '/run/docker/plugins'];
 const PODMAN_HOST_DIRS = ['/run/containers', '/run/containers/networks'];
 
 export interface ImageRef {
-  /** As on Docker Hub: `library/alpine`. */
+  /** The registry the image belongs to; docker.io when absent. */
+  registry?: string;
+  /** As on its registry: `library/alpine` on Docker Hub. */
   repo: string;
   tag: string;
+}
+
+/** Client files made elsewhere (`regmirror client-config --output`), used instead of the built-in docker.io ones. */
+export interface ClientSetup {
+  /** containerd: the hosts directory (`<registry>/hosts.toml`) ctr pulls with. */
+  hostsDir?: string;
+  /** podman, skopeo: the registries.conf they read. */
+  registriesConf?: string;
 }
 
 export interface PullClient {
@@ -40,15 +51,16 @@ export interface PullClient {
   /** Whether `pull` with `allPlatforms` takes every platform of an index (ctr, skopeo) or only the host's. */
   readonly allPlatforms: boolean;
   /**
-   * Pulls `docker.io/<repo>:<tag>` and returns the digest the client reports for it. With `allPlatforms`, every
+   * Pulls `<registry>/<repo>:<tag>` and returns the digest the client reports for it. With `allPlatforms`, every
    * platform of an index where the client can (ctr, skopeo); dockerd and podman always take the host's platform.
+   * dockerd mirrors only docker.io: another registry's image is pulled by naming it through the mirror.
    */
   pull(image: ImageRef, o?: { allPlatforms?: boolean }): Promise<string>;
   /** Stops the client's daemon, if it has one, and removes every directory the client used. */
   close(): Promise<void>;
 }
 
-export type StartClient = (mirrorUrl: string) => Promise<PullClient>;
+export type StartClient = (mirrorUrl: string, setup?: ClientSetup) => Promise<PullClient>;
 
 /** Runs one client command; a failure carries its stderr and, for a daemon's client, the daemon's log tail. */
 async function exec(file: string, args: readonly string[], o: { env?: Record<string, string>; daemon?: Daemon } = {}): Promise<string> {
@@ -68,7 +80,7 @@ async function exec(file: string, args: readonly string[], o: { env?: Record<str
 }
 
 /** `image` as a fully qualified reference, which ctr, podman and skopeo need. */
-const qualified = (image: ImageRef): string => `docker.io/${image.repo}:${image.tag}`;
+const qualified = (image: ImageRef): string => `${image.registry ?? 'docker.io'}/${image.repo}:${image.tag}`;
 
 /** registries.conf (containers-registries.conf(5)) sending every docker.io pull to the mirror, over plain HTTP. */
 async function writeRegistriesConf(path: string, mirrorUrl: string): Promise<void> {
@@ -136,7 +148,10 @@ export async function startDockerd(mirrorUrl: string): Promise<PullClient> {
     name: 'dockerd',
     allPlatforms: false,
     async pull(image) {
-      const name = `${image.repo.replace(/^library\//, '')}:${image.tag}`; // docker's short name: docker.io/library/ is implied
+      const name =
+        (image.registry ?? 'docker.io') === 'docker.io'
+          ? `${image.repo.replace(/^library\//, '')}:${image.tag}` // docker's short name: docker.io/library/ is implied
+          : `${mirror.host}/${image.registry}/${image.repo}:${image.tag}`; // the mirror as the registry, the real one as a path prefix
       await docker('pull', '--quiet', name);
       const repoDigest = await docker('image', 'inspect', '--format', '{{index .RepoDigests 0}}', name);
       return repoDigest.trim().split('@')[1] ?? daemon.fail(`no RepoDigest for ${name}: ${repoDigest}`);
@@ -162,7 +177,7 @@ async function reapStray(pid: number, dir: string): Promise<void> {
  * containerd 1.6 with the CRI plugin off, and ctr pulling with a hosts directory (containerd docs/hosts.md) whose
  * docker.io entry lists regmirror before the real server; the scheme in the host key is what makes it plain HTTP.
  */
-export async function startContainerd(mirrorUrl: string): Promise<PullClient> {
+export async function startContainerd(mirrorUrl: string, setup: ClientSetup = {}): Promise<PullClient> {
   const dir = await shortTempDir('containerd');
   const socket = join(dir, 'containerd.sock');
   const toml = (s: string) => JSON.stringify(s); // a TOML basic string, for the plain paths used here
@@ -179,14 +194,16 @@ export async function startContainerd(mirrorUrl: string): Promise<PullClient> {
     `  address = ${toml(join(dir, 'debug.sock'))}`,
   ];
   await writeFile(join(dir, 'config.toml'), `${config.join('\n')}\n`);
-  const hostsDir = join(dir, 'certs.d');
-  await mkdir(join(hostsDir, 'docker.io'), { recursive: true });
-  const hosts = [
-    'server = "https://registry-1.docker.io"',
-    `[host.${toml(new URL(mirrorUrl).origin)}]`,
-    '  capabilities = ["pull", "resolve"]',
-  ];
-  await writeFile(join(hostsDir, 'docker.io', 'hosts.toml'), `${hosts.join('\n')}\n`);
+  const hostsDir = setup.hostsDir ?? join(dir, 'certs.d');
+  if (setup.hostsDir === undefined) {
+    await mkdir(join(hostsDir, 'docker.io'), { recursive: true });
+    const hosts = [
+      'server = "https://registry-1.docker.io"',
+      `[host.${toml(new URL(mirrorUrl).origin)}]`,
+      '  capabilities = ["pull", "resolve"]',
+    ];
+    await writeFile(join(hostsDir, 'docker.io', 'hosts.toml'), `${hosts.join('\n')}\n`);
+  }
   const daemon = await startDaemon('containerd', dir, 'containerd', ['--config', join(dir, 'config.toml')], NO_EGRESS);
   try {
     await daemon.waitUntil('gRPC socket', () => socketAccepts(socket));
@@ -213,10 +230,10 @@ export async function startContainerd(mirrorUrl: string): Promise<PullClient> {
 }
 
 /** podman without a daemon: storage, run state and network config all in a private directory. */
-export async function startPodman(mirrorUrl: string): Promise<PullClient> {
+export async function startPodman(mirrorUrl: string, setup: ClientSetup = {}): Promise<PullClient> {
   const dir = await shortTempDir('podman');
-  const registriesConf = join(dir, 'registries.conf');
-  await writeRegistriesConf(registriesConf, mirrorUrl);
+  const registriesConf = setup.registriesConf ?? join(dir, 'registries.conf');
+  if (setup.registriesConf === undefined) await writeRegistriesConf(registriesConf, mirrorUrl);
   const hostDirs = hostDirsToTidy(PODMAN_HOST_DIRS);
   const podman = (...args: string[]) =>
     exec(
@@ -245,10 +262,10 @@ export async function startPodman(mirrorUrl: string): Promise<PullClient> {
 }
 
 /** skopeo copying into `dir:` layouts, which keep the manifest as pulled, byte for byte. */
-export async function startSkopeo(mirrorUrl: string): Promise<PullClient> {
+export async function startSkopeo(mirrorUrl: string, setup: ClientSetup = {}): Promise<PullClient> {
   const dir = await shortTempDir('skopeo');
-  const registriesConf = join(dir, 'registries.conf');
-  await writeRegistriesConf(registriesConf, mirrorUrl);
+  const registriesConf = setup.registriesConf ?? join(dir, 'registries.conf');
+  if (setup.registriesConf === undefined) await writeRegistriesConf(registriesConf, mirrorUrl);
   let copies = 0;
   return {
     name: 'skopeo',
