@@ -12,8 +12,9 @@ import { InUse } from './cache/in-use.js';
 import { ManifestCache } from './cache/manifests.js';
 import { Retention, type GcReport } from './cache/retention.js';
 import { TagLists } from './cache/tag-lists.js';
+import { registriesOf, type RegistryConfig } from './config/registries.js';
 import type { Config } from './config/schema.js';
-import { createRoutes } from './http/routes.js';
+import { createRoutes, type MirroredRegistry } from './http/routes.js';
 import { RegistryServer } from './http/server.js';
 import { BlobIndex } from './index/blob-index.js';
 import { openIndex, type IndexDb } from './index/db.js';
@@ -42,6 +43,14 @@ export interface Mirror {
   close(): Promise<void>;
 }
 
+/** One registry's parts: its upstream and the caches that ask it, over the shared store and index. */
+interface RegistryParts extends MirroredRegistry {
+  readonly upstream: Upstream;
+  /** The real client, or undefined when offline. */
+  readonly client: RegistryClient | undefined;
+  readonly rateLimit: RateLimitTracker;
+}
+
 /**
  * The cache's wired parts, without its HTTP server: `serve` puts the routes in front of them; `seed`, `export`
  * and `import` get only what their functions declare (openSeeder, openBundles). Never handed to domain code.
@@ -53,14 +62,10 @@ interface Cache {
   readonly index: BlobIndex;
   readonly tags: LevelTagIndex;
   readonly pins: PinIndex;
-  readonly upstream: Upstream;
-  /** The real client, or undefined when offline. */
-  readonly client: RegistryClient | undefined;
-  readonly rateLimit: RateLimitTracker;
   readonly fills: BlobFills;
-  readonly blobs: BlobCache;
-  readonly manifests: ManifestCache;
   readonly retention: Retention;
+  readonly registries: ReadonlyMap<string, RegistryParts>;
+  readonly defaultRegistry: RegistryParts;
   /** Writes batched access times and tag statistics. */
   flush(): Promise<void>;
   /** Aborts downloads, flushes, closes upstream and the index. */
@@ -69,8 +74,9 @@ interface Cache {
 
 /** What `regmirror seed` drives: the server's pull path and records, and the pulls it spent. */
 export interface Seeder {
-  readonly deps: SeedDeps;
-  /** Manifest GETs upstream answered with 200, counted by the rate-limit tracker. */
+  /** The pull path of one configured registry; undefined for a registry this mirror does not serve. */
+  depsFor(registry: string): SeedDeps | undefined;
+  /** Manifest GETs upstreams answered with 200, counted by their rate-limit trackers. */
   pullsSpent(): number;
   close(): Promise<void>;
 }
@@ -101,44 +107,12 @@ async function openCache(config: Config, log: Logger, options: CacheOptions = {}
   const usage = await index.loadUsage();
   metrics.setUsageSource(() => index.usage);
   log.info({ storedBytes: usage.bytes, storedBlobs: usage.count }, 'index open');
-  const rateLimit = new RateLimitTracker(config.rateLimit.reserve, metrics, log.child({ module: 'ratelimit' }), now);
-  const client = config.upstream.url === 'none' ? undefined : new RegistryClient(config.upstream, metrics, rateLimit, now);
-  const upstream: Upstream = client ?? new OfflineUpstream(config.upstream.name);
   const inUse = new InUse();
-  const retention = new Retention({
-    store,
-    index,
-    tags,
-    pins,
-    upstreamName: config.upstream.name,
-    inUse,
-    metrics,
-    log: log.child({ module: 'retention' }),
-    config: config.cache,
-  });
-  const fills = new BlobFills({
-    store,
-    index,
-    upstream,
-    metrics,
-    log: log.child({ module: 'fill' }),
-    fillTimeoutMs: config.upstream.fillTimeout,
-    retention,
-    inUse,
-  });
-  const manifests = new ManifestCache({
-    store,
-    index,
-    tags,
-    upstream,
-    rateLimit,
-    tagsConfig: config.tags,
-    metrics,
-    log: log.child({ module: 'manifests' }),
-    memoryBytes: config.cache.manifestMemoryBytes,
-    now,
-  });
-  const blobs = new BlobCache({ store, index, fills, upstream, manifests, inUse });
+  const retention = new Retention({ store, index, tags, pins, inUse, metrics, log: log.child({ module: 'retention' }), config: config.cache });
+  const fills = new BlobFills({ store, index, metrics, log: log.child({ module: 'fill' }), retention, inUse });
+  const { list, defaultName } = registriesOf(config);
+  const shared = { store, index, tags, fills, inUse, metrics, now, memoryBytes: Math.floor(config.cache.manifestMemoryBytes / list.length) };
+  const registries = new Map(list.map((r) => [r.name, openRegistry(config, r, shared, log.child({ registry: r.name }))]));
   // Pull counts per tag and last-access times reach the index in batches, not one write per hit.
   const flush = async (): Promise<void> => {
     await tags.flush().catch((err: unknown) => log.warn({ err }, 'tag statistics not saved'));
@@ -151,30 +125,64 @@ async function openCache(config: Config, log: Logger, options: CacheOptions = {}
     index,
     tags,
     pins,
-    upstream,
-    client,
-    rateLimit,
     fills,
-    blobs,
-    manifests,
     retention,
+    registries,
+    defaultRegistry: registries.get(defaultName) as RegistryParts,
     flush,
     async close() {
       await fills.abortAll();
       await flush();
-      await upstream.close();
+      await Promise.all([...registries.values()].map((r) => r.upstream.close()));
       await db.close();
     },
   };
 }
 
+interface SharedParts {
+  store: DiskBlobStore;
+  index: BlobIndex;
+  tags: LevelTagIndex;
+  fills: BlobFills;
+  inUse: InUse;
+  metrics: Metrics;
+  now: () => number;
+  /** This registry's share of cache.manifestMemoryBytes. */
+  memoryBytes: number;
+}
+
+function openRegistry(config: Config, r: RegistryConfig, shared: SharedParts, log: Logger): RegistryParts {
+  const { store, index, tags, fills, inUse, metrics, now, memoryBytes } = shared;
+  const rateLimit = new RateLimitTracker(config.rateLimit.reserve, metrics, log.child({ module: 'ratelimit' }), now, r.name);
+  const client = r.offline ? undefined : new RegistryClient(r, metrics, rateLimit, now);
+  const upstream: Upstream = client ?? new OfflineUpstream(r.name);
+  const manifests = new ManifestCache({
+    store,
+    index,
+    tags,
+    upstream,
+    rateLimit,
+    tagsConfig: r.tags,
+    metrics,
+    log: log.child({ module: 'manifests' }),
+    memoryBytes,
+    now,
+  });
+  const blobs = new BlobCache({ store, index, fills, upstream, fillTimeoutMs: r.fillTimeout, manifests, inUse });
+  const tagLists = new TagLists({ upstream, tags, log: log.child({ module: 'tags' }) });
+  return { name: r.name, offline: r.offline, upstream, client, rateLimit, manifests, blobs, tagLists };
+}
+
 /** The cache of a stopped mirror, wired for `regmirror seed`. */
 export async function openSeeder(config: Config, log: Logger): Promise<Seeder> {
   const cache = await openCache(config, log);
-  const { manifests, blobs, fills, index, pins, rateLimit } = cache;
+  const { fills, index, pins, registries } = cache;
   return {
-    deps: { upstreamName: config.upstream.name, manifests, blobs, fills, index, pins },
-    pullsSpent: () => rateLimit.pullsSpent,
+    depsFor: (registry) => {
+      const parts = registries.get(registry);
+      return parts && { upstreamName: parts.name, manifests: parts.manifests, blobs: parts.blobs, fills, index, pins };
+    },
+    pullsSpent: () => [...registries.values()].reduce((sum, r) => sum + r.rateLimit.pullsSpent, 0),
     close: () => cache.close(),
   };
 }
@@ -185,7 +193,7 @@ export async function openBundles(config: Config, log: Logger): Promise<Bundles>
   const { store, index, tags, pins } = cache;
   return {
     exporting: { store, index, tags, pins, configPins: config.cache.pins },
-    importing: { upstreamName: config.upstream.name, store, index, tags, pins },
+    importing: { registries: new Set(cache.registries.keys()), store, index, tags, pins },
     close: () => cache.close(),
   };
 }
@@ -194,7 +202,7 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
   // Unreadable TLS files fail the start before anything touches the data directory.
   const tls = config.tls && { cert: await readFile(config.tls.cert), key: await readFile(config.tls.key) };
   const cache = await openCache(config, log, options);
-  const { metrics, db, client, blobs, manifests, upstream, retention } = cache;
+  const { metrics, db, retention, registries } = cache;
   const flush = (): Promise<void> => cache.flush();
   const server = new RegistryServer({
     handler: createRoutes({
@@ -204,13 +212,13 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
           () => true,
           () => false,
         );
-        const state = client ? { breaker: client.breaker.state } : { offline: true };
-        return { ready: index === 'open' && writable, index, dataDirWritable: writable, upstream: state };
+        const upstreams = [...registries.values()].map((r): [string, object] => [r.name, r.client ? { breaker: r.client.breaker.state } : { offline: true }]);
+        // One registry keeps the answer's old shape; several are listed by name.
+        const upstream = upstreams.length === 1 ? upstreams[0]?.[1] : Object.fromEntries(upstreams);
+        return { ready: index === 'open' && writable, index, dataDirWritable: writable, upstream };
       },
-      blobs,
-      manifests,
-      tagLists: new TagLists({ upstream, tags: cache.tags, log: log.child({ module: 'tags' }) }),
-      upstream,
+      registries,
+      defaultRegistry: cache.defaultRegistry,
       metrics,
       registry: metrics.registry,
     }),

@@ -40,7 +40,9 @@ export interface BlobCacheDeps {
   store: BlobStore;
   index: BlobIndex;
   fills: BlobFills;
+  /** This registry's upstream, and how long one of its downloads may take. */
   upstream: Upstream;
+  fillTimeoutMs: number;
   /** For a manifest digest asked for on /blobs/ that is not cached as a blob. */
   manifests: Pick<ManifestCache, 'byDigest'>;
   /** Keeps a blob from eviction while it is streamed. */
@@ -92,7 +94,7 @@ export class BlobCache {
 
   /** Joins (or starts) the upstream download; undefined when upstream does not have the blob. */
   async fetch(repo: Repository, digest: Digest): Promise<BlobHandle | undefined> {
-    const joined = await this.deps.fills.join(repo, digest);
+    const joined = await this.deps.fills.join(repo, digest, this.deps);
     if (!joined) return undefined;
     const { fill, coalesced } = joined;
     return {

@@ -123,13 +123,13 @@ export class BlobFill {
       const info = await writer.commit();
       const now = Date.now();
       await index.put(this.digest, { size: info.size, mediaType: this.mediaType, manifest: false, createdAt: now, lastAccessAt: now });
-      metrics.upstreamBytes.inc(info.size);
-      metrics.fills.inc({ result: 'ok' });
+      metrics.upstreamBytes.inc({ registry: this.deps.upstream.name }, info.size);
+      metrics.fills.inc({ registry: this.deps.upstream.name, result: 'ok' });
       this.progress.succeed(info.size);
       log.info({ digest: this.digest, bytes: info.size, ms: now - started }, 'blob cached');
     } catch (err) {
       await writer.abort();
-      metrics.upstreamBytes.inc(writer.bytesWritten);
+      metrics.upstreamBytes.inc({ registry: this.deps.upstream.name }, writer.bytesWritten);
       const failure = err instanceof Error ? err : new Error(String(err));
       const full = diskFullReason(failure);
       const size = this.size;
@@ -138,7 +138,7 @@ export class BlobFill {
       } else if (size !== undefined && writer.bytesWritten < size && !signal.aborted && !full) {
         metrics.verifyFailures.inc({ reason: 'truncated' });
       }
-      metrics.fills.inc({ result: 'error' });
+      metrics.fills.inc({ registry: this.deps.upstream.name, result: 'error' });
       if (full) {
         this.diskFull(failure, full, writer.hashedPrefix() ?? { length: writer.bytesWritten, hash: undefined });
         return;

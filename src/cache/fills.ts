@@ -5,7 +5,11 @@ import type { Digest, Repository } from '../registry/reference.js';
 import { BlobFill, type FillDeps } from './fill.js';
 import type { InUse } from './in-use.js';
 
-export interface BlobFillsDeps extends FillDeps {
+/** Where a download comes from: the registry the client asked, with its own fill timeout. */
+export type FillSource = Pick<FillDeps, 'upstream' | 'fillTimeoutMs'>;
+
+/** Shared by every registry: a digest is the same bytes whichever registry brings it, so it is fetched once. */
+export interface BlobFillsDeps extends Omit<FillDeps, 'upstream' | 'fillTimeoutMs'> {
   inUse: InUse;
 }
 
@@ -22,13 +26,13 @@ export class BlobFills {
   constructor(private readonly deps: BlobFillsDeps) {}
 
   /** Joins the download of a digest, starting one if none runs. Resolves once upstream has answered; undefined for 404. */
-  async join(repo: Repository, digest: Digest): Promise<JoinedFill | undefined> {
+  async join(repo: Repository, digest: Digest, from: FillSource): Promise<JoinedFill | undefined> {
     const running = this.inFlight.get(digest);
     if (running) {
       const fill = await running;
       return fill ? { fill, coalesced: true } : undefined;
     }
-    const started = BlobFill.start(this.deps, repo, digest, this.shutdown.signal);
+    const started = BlobFill.start({ ...this.deps, ...from }, repo, digest, this.shutdown.signal);
     this.track(digest, started);
     const fill = await started;
     return fill ? { fill, coalesced: false } : undefined;

@@ -96,7 +96,7 @@ export class ManifestCache {
     const fresh = this.now() - entry.checkedAt < this.ttl(q.repo, q.tag) || (this.keptUntil.get(id) ?? 0) > this.now();
     if (!mustAsk && fresh) return this.fromEntry(entry, q);
     if (this.deps.rateLimit.conserving()) {
-      this.deps.metrics.staleServed.inc({ reason: 'ratelimit' });
+      this.deps.metrics.staleServed.inc({ registry: this.deps.upstream.name, reason: 'ratelimit' });
       return { ...(await this.fromEntry(entry, q)), source: 'stale' };
     }
     if (this.deps.tagsConfig.staleWhileRevalidate && !mustAsk) {
@@ -124,24 +124,24 @@ export class ManifestCache {
     try {
       head = await this.head(q);
     } catch (err) {
-      metrics.tagRevalidations.inc({ result: 'error' });
+      metrics.tagRevalidations.inc({ registry: this.deps.upstream.name, result: 'error' });
       const age = this.now() - entry.checkedAt;
       if (!(err instanceof UpstreamError) || age > tagsConfig.maxStale) throw err;
       // A GET of a tag whose body never reached us still needs upstream: then the outage is the answer.
       const stale = await this.fromEntry(entry, q).catch(() => {
         throw err;
       });
-      metrics.staleServed.inc({ reason: 'error' });
+      metrics.staleServed.inc({ registry: this.deps.upstream.name, reason: 'error' });
       log.warn({ err, repo: q.repo, tag: q.tag, digest: entry.digest, ageMs: age }, 'upstream failed, serving cached tag');
       return { ...stale, source: 'stale' };
     }
     if (!head) return this.deleted(q, entry);
     if (head.digest === entry.digest) {
-      metrics.tagRevalidations.inc({ result: 'unchanged' });
+      metrics.tagRevalidations.inc({ registry: this.deps.upstream.name, result: 'unchanged' });
       await this.record({ ...entry, checkedAt: this.now() });
       return this.fromEntry(entry, q);
     }
-    metrics.tagRevalidations.inc({ result: 'changed' });
+    metrics.tagRevalidations.inc({ registry: this.deps.upstream.name, result: 'changed' });
     // A HEAD records the new digest without its body: no pull is spent for a client (a poller) that only asks.
     return this.fromHead(q, head, entry);
   }
@@ -153,10 +153,10 @@ export class ManifestCache {
    */
   private async deleted(q: Lookup, entry: TagEntry): Promise<ManifestAnswer> {
     const { metrics, log, tagsConfig } = this.deps;
-    metrics.tagRevalidations.inc({ result: 'deleted' });
+    metrics.tagRevalidations.inc({ registry: this.deps.upstream.name, result: 'deleted' });
     if (tagsConfig.keepDeleted) {
       const kept = await this.fromEntry(entry, q);
-      metrics.staleServed.inc({ reason: 'deleted' });
+      metrics.staleServed.inc({ registry: this.deps.upstream.name, reason: 'deleted' });
       log.warn({ repo: q.repo, tag: q.tag, digest: entry.digest }, 'upstream deleted the tag, serving the last known digest');
       // Asked again when the TTL has run out once more; checkedAt still says when upstream last had the tag.
       this.keptUntil.set(tagKeyString(q.key), this.now() + this.ttl(q.repo, q.tag));

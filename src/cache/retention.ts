@@ -31,8 +31,6 @@ export interface RetentionDeps {
   index: BlobIndex;
   tags: TagIndex;
   pins: PinIndex;
-  /** This mirror's upstream name (docker.io): pins for other registries reach nothing here. */
-  upstreamName: string;
   /** Digests being downloaded or streamed: not removable meanwhile. */
   inUse: Pick<InUse, 'has'>;
   metrics: Metrics;
@@ -203,13 +201,13 @@ export class Retention {
       } catch {
         continue; // validated when pinned; a bad config entry fails at load
       }
-      if (ref.registry !== this.deps.upstreamName) continue;
+      // A digest is the same content whichever registry names it; a tag is one registry's.
       if (ref.digest) roots.push(ref.digest);
-      else tagged.add(`${ref.repo}:${ref.tag ?? 'latest'}`);
+      else tagged.add(`${ref.registry}/${ref.repo}:${ref.tag ?? 'latest'}`);
     }
     if (tagged.size > 0) {
       for await (const entry of this.deps.tags.entries()) {
-        if (entry.upstream === this.deps.upstreamName && tagged.has(`${entry.repo}:${entry.tag}`)) roots.push(entry.digest);
+        if (tagged.has(`${entry.upstream}/${entry.repo}:${entry.tag}`)) roots.push(entry.digest);
       }
     }
     return roots;

@@ -26,7 +26,6 @@ export async function gc(ctx: CommandContext): Promise<void> {
     await data.index.loadUsage();
     const retention = new Retention({
       ...data,
-      upstreamName: config.upstream.name,
       inUse: new InUse(), // the mirror is stopped: nothing downloads or streams
       metrics: new Metrics(new Registry()),
       log: pino({ level: 'silent' }),

@@ -1,6 +1,7 @@
 // `regmirror ls`: the cached repositories and tags, read from the index of a stopped mirror.
 import { DiskBlobStore, readWhole } from '../cache/blob-store.js';
 import { BlobIndex } from '../index/blob-index.js';
+import { DOCKER_HUB } from '../registry/reference.js';
 import { LevelTagIndex, type TagEntry } from '../index/tag-index.js';
 import { loadConfig } from '../config/load.js';
 import type { CommandContext } from './command.js';
@@ -27,11 +28,13 @@ export async function ls(ctx: CommandContext): Promise<void> {
     const rows: string[][] = [['REPOSITORY:TAG', 'DIGEST', 'SIZE', 'LAST PULLED', 'HITS', 'CHECKED']];
     const seen = new Set<string>();
     for await (const entry of tags.entries()) {
-      const id = `${entry.repo}:${entry.tag}@${entry.digest}`;
+      // Docker Hub's tags as docker shows them (docker.io implied); every other registry's with its name.
+      const name = entry.upstream === DOCKER_HUB ? `${entry.repo}:${entry.tag}` : `${entry.upstream}/${entry.repo}:${entry.tag}`;
+      const id = `${name}@${entry.digest}`;
       if (seen.has(id)) continue; // one tag, several accept classes, same digest
       seen.add(id);
       rows.push([
-        `${entry.repo}:${entry.tag}`,
+        name,
         entry.digest.slice(0, 19),
         humanBytes(await imageSize(entry, blobs, store)),
         when(entry.pulledAt),

@@ -71,7 +71,9 @@ export async function seed(ctx: CommandContext): Promise<void> {
   const totals = { images: 0, blobs: 0, fetched: 0, cached: 0 };
   try {
     for (const ref of refs) {
-      const result = await seedImage(seeder.deps, ref, platforms, progress);
+      const deps = seeder.depsFor(ref.registry);
+      if (!deps) throw new Error(`seed: ${ref.canonical}: ${ref.registry} is not one of this mirror's registries (config "upstreams")`);
+      const result = await seedImage(deps, ref, platforms, progress);
       totals.images++;
       totals.blobs += result.blobs;
       totals.fetched += result.bytesFetched;

@@ -49,6 +49,7 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
       throw new ConfigError(`config: ${options.file} must hold a mapping of keys, found ${describe(raw)}`);
     }
+    raw = expandVariables(raw, options.env ?? {}, []);
   }
   const merged = structuredClone(raw) as Record<string, unknown>;
   for (const { env, path } of ENV_OVERRIDES) {
@@ -79,6 +80,25 @@ function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown): stri
       return `config: ${key}: ${issue.message.replace(/^Invalid input: /, '')}, found ${found}`;
     })
     .join('\n');
+}
+
+/**
+ * `${NAME}` in a string of the file is the environment variable NAME, so that secrets (a registry token) stay
+ * out of the file. A variable that is not set is an error naming the key, never an empty password.
+ */
+function expandVariables(value: unknown, env: Readonly<Record<string, string | undefined>>, path: readonly string[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+      const found = env[name];
+      if (found === undefined) throw new ConfigError(`config: ${path.join('.')}: environment variable ${name} is not set`);
+      return found;
+    });
+  }
+  if (Array.isArray(value)) return value.map((item, i) => expandVariables(item, env, [...path, String(i)]));
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([key, child]) => [key, expandVariables(child, env, [...path, key])]));
+  }
+  return value;
 }
 
 function describe(value: unknown): string {

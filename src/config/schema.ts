@@ -74,6 +74,27 @@ const upstreamUrl = z.string().transform((text, ctx) => {
   return url.origin;
 });
 
+const registryName = z.string().regex(/^[a-z0-9]+(?:[.-][a-z0-9]+)*(?::\d{1,5})?$/, 'expected a registry host such as "ghcr.io" or "registry.example:5000"');
+const tagRules = z.array(z.strictObject({ match: z.string().min(1), ttl: duration }));
+
+/** One more registry behind the same port; every key it leaves out comes from `upstream` (and `tags`). */
+const upstreamEntry = z.strictObject({
+  /** Registry host as clients name it (`ghcr.io`); keys its tag records, `?ns=` and the path prefix. */
+  name: registryName,
+  /** Default: https://<name>; for docker.io, upstream.url. */
+  url: upstreamUrl.optional(),
+  credentials: z.strictObject({ username: z.string().min(1), password: z.string().min(1) }).optional(),
+  authRealms: z.array(z.string().regex(/^[a-z0-9.-]+(:\d+)?$/)).optional(),
+  connections: z.int().min(1).max(1024).optional(),
+  connectTimeout: duration.optional(),
+  headersTimeout: duration.optional(),
+  bodyTimeout: duration.optional(),
+  fillTimeout: duration.optional(),
+  breakerFailures: z.int().min(1).max(1000).optional(),
+  breakerCooldown: duration.optional(),
+  tags: z.strictObject({ ttl: duration.optional(), rules: tagRules.optional() }).optional(),
+});
+
 export const configSchema = z.strictObject({
   /** Address the registry API listens on. */
   listen: listen.prefault('127.0.0.1:5000'),
@@ -106,14 +127,21 @@ export const configSchema = z.strictObject({
       breakerCooldown: duration.prefault('30s'),
     })
     .prefault({}),
+  /**
+   * Several registries behind one endpoint, chosen by containerd's `?ns=` or a path prefix
+   * (`/v2/ghcr.io/owner/image/…`). Absent: Docker Hub alone, from `upstream`.
+   */
+  upstreams: z
+    .array(upstreamEntry)
+    .min(1)
+    .refine((list) => new Set(list.map((u) => u.name)).size === list.length, { message: 'each registry may be named once' })
+    .optional(),
   tags: z
     .strictObject({
       /** How long a tag's digest is trusted without asking upstream. */
       ttl: duration.prefault('1h'),
       /** Ordered: the first rule whose pattern matches `repository:tag` sets the TTL. `*` matches anything. */
-      rules: z
-        .array(z.strictObject({ match: z.string().min(1), ttl: duration }))
-        .prefault([{ match: '*:latest', ttl: '5m' }]),
+      rules: tagRules.prefault([{ match: '*:latest', ttl: '5m' }]),
       /** Past the TTL, answer from cache at once and revalidate in the background. */
       staleWhileRevalidate: z.boolean().default(false),
       /** How old (since upstream last confirmed it) a cached tag may be and still be served when upstream fails. */

@@ -20,6 +20,8 @@ export interface RequestContext {
   /** Filled in by handlers for the access log and metrics. */
   cache: string | undefined;
   kind: 'manifest' | 'blob' | 'tags' | undefined;
+  /** The registry the request is for, once routed. */
+  registry: string | undefined;
   bytes: number;
 }
 

@@ -8,16 +8,8 @@ import type { Metrics } from '../metrics/metrics.js';
 import { rangeLength } from '../registry/byte-range.js';
 import { RegistryError } from '../registry/errors.js';
 import { acceptClass } from '../registry/media-types.js';
-import {
-  DOCKER_HUB,
-  DOCKER_HUB_ALIASES,
-  parseDigest,
-  parseManifestReference,
-  parseRepository,
-  type Repository,
-} from '../registry/reference.js';
+import { canonicalRegistry, parseDigest, parseManifestReference, parseRepository, registryPrefix, type Repository } from '../registry/reference.js';
 import { OFFLINE_NOTE } from '../upstream/offline.js';
-import type { Upstream } from '../upstream/upstream.js';
 import { header, type RequestContext } from './context.js';
 import { contentRange, parseRange } from './range.js';
 import { sendFileRange } from './send-file.js';
@@ -28,13 +20,23 @@ export interface Readiness {
   [check: string]: unknown;
 }
 
-export interface RouteDeps {
-  /** For /readyz: index open, data directory writable, upstream breaker state. */
-  readiness: () => Promise<Readiness>;
+/** One registry behind this port: what its routes answer from. */
+export interface MirroredRegistry {
+  readonly name: string;
+  /** No upstream: a miss says the mirror is offline. */
+  readonly offline: boolean;
   blobs: BlobCache;
   manifests: ManifestCache;
   tagLists: TagLists;
-  upstream: Upstream;
+}
+
+export interface RouteDeps {
+  /** For /readyz: index open, data directory writable, upstream breaker state. */
+  readiness: () => Promise<Readiness>;
+  /** By registry name (`docker.io`, `ghcr.io`). */
+  registries: ReadonlyMap<string, MirroredRegistry>;
+  /** Asked when a request names no registry (dockerd's `registry-mirrors` only ever means Docker Hub). */
+  defaultRegistry: MirroredRegistry;
   metrics: Metrics;
   registry: Registry;
 }
@@ -68,26 +70,27 @@ export function createRoutes(deps: RouteDeps): Handler {
       throw new RegistryError('NOT_FOUND', 'no such endpoint');
     }
     const [, name = '', endpoint, reference = ''] = match;
-    checkNamespace(ctx.query, deps.upstream.name);
-    const repo = parseRepository(name);
-    if (endpoint === 'manifests') return serveManifest(deps, ctx, repo, decode(reference));
-    if (endpoint === 'blobs') return serveBlob(deps, ctx, repo, decode(reference));
-    if (reference === 'list' && method === 'GET') return serveTags(deps, ctx, repo);
+    const { mirror, repoName } = chooseRegistry(deps, name, ctx.query);
+    ctx.registry = mirror.name;
+    const repo = parseRepository(repoName, mirror.name);
+    if (endpoint === 'manifests') return serveManifest(deps, ctx, mirror, repo, decode(reference));
+    if (endpoint === 'blobs') return serveBlob(deps, ctx, mirror, repo, decode(reference));
+    if (reference === 'list' && method === 'GET') return serveTags(deps, ctx, mirror, repo);
     throw new RegistryError('NOT_FOUND', 'no such endpoint');
   };
 }
 
-async function serveManifest(deps: RouteDeps, ctx: RequestContext, repo: Repository, reference: string) {
+async function serveManifest(deps: RouteDeps, ctx: RequestContext, mirror: MirroredRegistry, repo: Repository, reference: string) {
   ctx.kind = 'manifest';
   const parsed = parseManifestReference(reference);
   const accept = acceptClass(ctx.req.headers.accept);
   const withBody = ctx.method === 'GET';
   const manifest =
     'digest' in parsed
-      ? await deps.manifests.byDigest(repo, parsed.digest, accept, withBody, ctx)
-      : await deps.manifests.byTag(repo, parsed.tag, accept, withBody, { client: ctx });
+      ? await mirror.manifests.byDigest(repo, parsed.digest, accept, withBody, ctx)
+      : await mirror.manifests.byTag(repo, parsed.tag, accept, withBody, { client: ctx });
   ctx.cache = manifest.source;
-  deps.metrics.cacheRequests.inc({ kind: 'manifest', result: manifest.source === 'stale' ? 'hit' : manifest.source });
+  deps.metrics.cacheRequests.inc({ registry: mirror.name, kind: 'manifest', result: manifest.source === 'stale' ? 'hit' : manifest.source });
   sendManifest(ctx, manifest);
 }
 
@@ -108,12 +111,12 @@ function sendManifest(ctx: RequestContext, manifest: ManifestAnswer): void {
   }
 }
 
-async function serveBlob(deps: RouteDeps, ctx: RequestContext, repo: Repository, reference: string) {
+async function serveBlob(deps: RouteDeps, ctx: RequestContext, mirror: MirroredRegistry, repo: Repository, reference: string) {
   ctx.kind = 'blob';
   const digest = parseDigest(reference);
   if (ctx.method === 'HEAD') {
-    const meta = await deps.blobs.head(repo, digest, ctx);
-    if (!meta) throw blobUnknown(repo, digest, deps.upstream.offline);
+    const meta = await mirror.blobs.head(repo, digest, ctx);
+    if (!meta) throw blobUnknown(repo, digest, mirror.offline);
     ctx.cache = meta.source;
     ctx.res.writeHead(200, {
       ...API_VERSION,
@@ -123,8 +126,8 @@ async function serveBlob(deps: RouteDeps, ctx: RequestContext, repo: Repository,
     ctx.res.end();
     return;
   }
-  const blob = await deps.blobs.get(repo, digest);
-  if (!blob) throw blobUnknown(repo, digest, deps.upstream.offline);
+  const blob = await mirror.blobs.get(repo, digest);
+  if (!blob) throw blobUnknown(repo, digest, mirror.offline);
   ctx.cache = blob.source;
   await sendBlob(deps, ctx, digest, blob);
 }
@@ -139,7 +142,7 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
     });
   }
   // Counted here, not before the range check: a refused range is counted once, as an error, by the server.
-  deps.metrics.cacheRequests.inc({ kind: 'blob', result: blob.source });
+  deps.metrics.cacheRequests.inc({ registry: ctx.registry, kind: 'blob', result: blob.source });
   let length = blob.size;
   if (range.kind === 'partial') {
     length = rangeLength(range.range);
@@ -175,14 +178,14 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
     }
   }
   ctx.bytes = sent;
-  deps.metrics.servedBytes.inc({ source: blob.source === 'hit' ? 'cache' : 'upstream' }, sent);
+  deps.metrics.servedBytes.inc({ registry: ctx.registry, source: blob.source === 'hit' ? 'cache' : 'upstream' }, sent);
 }
 
-async function serveTags(deps: RouteDeps, ctx: RequestContext, repo: Repository) {
+async function serveTags(deps: RouteDeps, ctx: RequestContext, mirror: MirroredRegistry, repo: Repository) {
   ctx.kind = 'tags';
-  const list = await deps.tagLists.list(repo, ctx.query, ctx);
+  const list = await mirror.tagLists.list(repo, ctx.query, ctx);
   ctx.cache = list.source;
-  deps.metrics.cacheRequests.inc({ kind: 'tags', result: list.source === 'stale' ? 'hit' : list.source });
+  deps.metrics.cacheRequests.inc({ registry: mirror.name, kind: 'tags', result: list.source === 'stale' ? 'hit' : list.source });
   ctx.res.writeHead(200, {
     ...API_VERSION,
     'content-type': 'application/json',
@@ -215,13 +218,27 @@ function sendText(ctx: RequestContext, status: number, body: string, contentType
   return Promise.resolve();
 }
 
-/** containerd names the registry it wants in `?ns=`: content of another registry is unknown here. */
-function checkNamespace(query: string, upstreamName: string): void {
-  if (query === '') return;
+/**
+ * The registry a request is for: a path prefix (`/v2/ghcr.io/owner/image/…`, podman, skopeo and `docker pull
+ * mirror/ghcr.io/…`), else containerd's `?ns=`, else the default. One not configured here is NAME_UNKNOWN:
+ * never answered from another registry's content.
+ */
+function chooseRegistry(deps: RouteDeps, name: string, query: string): { mirror: MirroredRegistry; repoName: string } {
+  const prefixed = registryPrefix(name);
+  const wanted = prefixed?.registry ?? (query === '' ? undefined : namespaceOf(query));
+  const repoName = prefixed?.rest ?? name;
+  if (wanted === undefined) return { mirror: deps.defaultRegistry, repoName };
+  const mirror = deps.registries.get(wanted);
+  if (!mirror) {
+    throw new RegistryError('NAME_UNKNOWN', `registry ${wanted} is not mirrored here`, { detail: { registry: wanted } });
+  }
+  return { mirror, repoName };
+}
+
+/** containerd's `?ns=<registry>`, with Docker Hub's other names folded into docker.io. */
+function namespaceOf(query: string): string | undefined {
   const ns = new URLSearchParams(query).get('ns');
-  if (ns === null || ns === upstreamName) return;
-  if (upstreamName === DOCKER_HUB && DOCKER_HUB_ALIASES.has(ns)) return;
-  throw new RegistryError('NAME_UNKNOWN', `this mirror serves ${upstreamName} only`, { detail: { ns } });
+  return ns === null ? undefined : canonicalRegistry(ns);
 }
 
 /** References are percent-decoded (a client may send `sha256%3A…`); names are not (see RequestContext.path). */

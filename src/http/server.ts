@@ -120,6 +120,7 @@ export class RegistryServer {
       },
       cache: undefined,
       kind: undefined,
+      registry: undefined,
       bytes: 0,
     };
     const socketState = req.httpVersionMajor === 1 ? this.sockets.get(req.socket) : undefined;
@@ -146,7 +147,7 @@ export class RegistryServer {
       // The client hung up while we waited (its signal aborted the work): nobody to answer. The access log and
       // metrics say so with nginx's 499, and a failure of our own is still logged as one.
       res.statusCode = 499;
-      if (ctx.kind) this.options.metrics.cacheRequests.inc({ kind: ctx.kind, result: 'error' });
+      if (ctx.kind) this.options.metrics.cacheRequests.inc({ registry: ctx.registry, kind: ctx.kind, result: 'error' });
       if (error.code === 'UNKNOWN' && !isAbort(err)) log.error({ err }, 'request failed');
       else log.debug('client went away');
       return;
@@ -161,7 +162,7 @@ export class RegistryServer {
     // Our own failures are errors; upstream's (outage, limit) are warnings: the cause is elsewhere.
     if (error.code === 'UNKNOWN') log.error({ err }, 'request failed');
     else if (err !== error) log.warn({ err }, 'upstream could not answer');
-    if (ctx.kind) this.options.metrics.cacheRequests.inc({ kind: ctx.kind, result: 'error' });
+    if (ctx.kind) this.options.metrics.cacheRequests.inc({ registry: ctx.registry, kind: ctx.kind, result: 'error' });
     const body = JSON.stringify(error.toJSON());
     const length = Buffer.byteLength(body);
     res.writeHead(error.status, {

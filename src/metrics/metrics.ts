@@ -6,15 +6,15 @@ export type CacheResult = 'hit' | 'miss' | 'coalesced' | 'error';
 
 export class Metrics {
   /** Requests answered, by what they asked for and where the answer came from. Counted once per request. */
-  readonly cacheRequests: Counter<'kind' | 'result'>;
+  readonly cacheRequests: Counter<'registry' | 'kind' | 'result'>;
   /** Bytes sent to clients: `cache` from a verified file, `upstream` from a download in progress. */
-  readonly servedBytes: Counter<'source'>;
+  readonly servedBytes: Counter<'registry' | 'source'>;
   /** Every request sent upstream; status `error` when no response came. */
-  readonly upstreamRequests: Counter<'kind' | 'method' | 'status'>;
+  readonly upstreamRequests: Counter<'registry' | 'kind' | 'method' | 'status'>;
   /** Blob bytes received from upstream. */
-  readonly upstreamBytes: Counter;
+  readonly upstreamBytes: Counter<'registry'>;
   /** Blob downloads that ended, by outcome. */
-  readonly fills: Counter<'result'>;
+  readonly fills: Counter<'registry' | 'result'>;
   readonly fillsInFlight: Gauge;
   /** Downloads continued with a Range request after upstream's body broke. */
   readonly fillResumes: Counter;
@@ -22,15 +22,15 @@ export class Metrics {
   readonly verifyFailures: Counter<'reason'>;
   readonly httpDuration: Histogram<'method' | 'status'>;
   /** Docker Hub's last reported pull allowance (`ratelimit-limit`, `ratelimit-remaining`, window `w`). */
-  readonly rateLimitLimit: Gauge;
-  readonly rateLimitRemaining: Gauge;
-  readonly rateLimitWindow: Gauge;
+  readonly rateLimitLimit: Gauge<'registry'>;
+  readonly rateLimitRemaining: Gauge<'registry'>;
+  readonly rateLimitWindow: Gauge<'registry'>;
   /** 1 while the circuit breaker keeps requests away from a failing upstream. */
-  readonly breakerOpen: Gauge;
+  readonly breakerOpen: Gauge<'registry'>;
   /** Tag checks past their TTL: `unchanged` (HEAD only), `changed` (a new digest), `deleted` (404), `error`. */
-  readonly tagRevalidations: Counter<'result'>;
+  readonly tagRevalidations: Counter<'registry' | 'result'>;
   /** Tags answered from cache without upstream's confirmation: `error` (upstream failed), `ratelimit` (reserve), `deleted` (keepDeleted). */
-  readonly staleServed: Counter<'reason'>;
+  readonly staleServed: Counter<'registry' | 'reason'>;
   /** What the store holds (from the index): bytes and files, manifests included. */
   readonly storeBytes: Gauge;
   readonly storeBlobs: Gauge;
@@ -49,30 +49,31 @@ export class Metrics {
     this.cacheRequests = new Counter({
       name: 'regmirror_cache_requests_total',
       help: 'Registry requests by kind and cache result',
-      labelNames: ['kind', 'result'],
+      labelNames: ['registry', 'kind', 'result'],
       registers,
     });
     this.servedBytes = new Counter({
       name: 'regmirror_served_bytes_total',
       help: 'Bytes sent to clients, by source',
-      labelNames: ['source'],
+      labelNames: ['registry', 'source'],
       registers,
     });
     this.upstreamRequests = new Counter({
       name: 'regmirror_upstream_requests_total',
       help: 'Requests sent to the upstream registry, by kind, method and response status',
-      labelNames: ['kind', 'method', 'status'],
+      labelNames: ['registry', 'kind', 'method', 'status'],
       registers,
     });
     this.upstreamBytes = new Counter({
       name: 'regmirror_upstream_blob_bytes_total',
       help: 'Blob bytes received from upstream',
+      labelNames: ['registry'],
       registers,
     });
     this.fills = new Counter({
       name: 'regmirror_blob_fills_total',
       help: 'Blob downloads from upstream that ended, by result',
-      labelNames: ['result'],
+      labelNames: ['registry', 'result'],
       registers,
     });
     this.fillResumes = new Counter({
@@ -101,33 +102,37 @@ export class Metrics {
     this.rateLimitLimit = new Gauge({
       name: 'regmirror_upstream_ratelimit_limit',
       help: 'Pulls allowed per window, as upstream last reported (ratelimit-limit)',
+      labelNames: ['registry'],
       registers,
     });
     this.rateLimitRemaining = new Gauge({
       name: 'regmirror_upstream_ratelimit_remaining',
       help: 'Pulls left in the window, as upstream last reported (ratelimit-remaining)',
+      labelNames: ['registry'],
       registers,
     });
     this.rateLimitWindow = new Gauge({
       name: 'regmirror_upstream_ratelimit_window_seconds',
       help: 'Length of the rate-limit window, as upstream last reported',
+      labelNames: ['registry'],
       registers,
     });
     this.breakerOpen = new Gauge({
       name: 'regmirror_upstream_breaker_open',
       help: '1 while requests to upstream are held back after repeated failures',
+      labelNames: ['registry'],
       registers,
     });
     this.tagRevalidations = new Counter({
       name: 'regmirror_tag_revalidations_total',
       help: 'Tags checked upstream after their TTL, by result',
-      labelNames: ['result'],
+      labelNames: ['registry', 'result'],
       registers,
     });
     this.staleServed = new Counter({
       name: 'regmirror_stale_served_total',
       help: 'Tags served from cache without upstream confirmation, by reason',
-      labelNames: ['reason'],
+      labelNames: ['registry', 'reason'],
       registers,
     });
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- collect() runs with the gauge as `this`

@@ -24,12 +24,13 @@ const REGISTRY_HOST = /^[A-Za-z0-9]+(?:[.-][A-Za-z0-9]+)*(?::\d{1,5})?$/;
  * `alpine` means `library/alpine`. Anything not in the grammar (percent-encoding, `..`, backslashes, empty
  * components, uppercase) is NAME_INVALID, so no name can ever address a path outside the data directory.
  */
-export function parseRepository(name: string): Repository {
+/** A repository name; Docker Hub's one-component names are its official images (`alpine` → `library/alpine`). */
+export function parseRepository(name: string, registry: string = DOCKER_HUB): Repository {
   const components = name.split('/');
   if (name.length === 0 || name.length > MAX_NAME_LENGTH || !components.every((c) => COMPONENT.test(c))) {
     throw new RegistryError('NAME_INVALID', 'invalid repository name', { detail: { name: name.slice(0, 300) } });
   }
-  const normalized = components.length === 1 ? `library/${name}` : name;
+  const normalized = components.length === 1 && registry === DOCKER_HUB ? `library/${name}` : name;
   if (normalized.length > MAX_NAME_LENGTH) {
     throw new RegistryError('NAME_INVALID', 'repository name too long', { detail: { name } });
   }
@@ -105,14 +106,34 @@ export function parseImageReference(text: string): ImageReference {
   }
   const slash = rest.indexOf('/');
   const first = slash === -1 ? '' : rest.slice(0, slash);
-  const hasRegistry = first.includes('.') || first.includes(':') || first === 'localhost';
+  const hasRegistry = isRegistryHost(first);
   if (hasRegistry && !REGISTRY_HOST.test(first)) {
     throw new RegistryError('NAME_INVALID', 'invalid registry host', { detail: { name: input.slice(0, 300) } });
   }
   let registry = hasRegistry ? first.toLowerCase() : DOCKER_HUB;
   if (DOCKER_HUB_ALIASES.has(registry)) registry = DOCKER_HUB;
-  const repo = parseRepository(hasRegistry ? rest.slice(slash + 1) : rest);
+  const repo = parseRepository(hasRegistry ? rest.slice(slash + 1) : rest, registry);
   if (!digest && !tag) tag = 'latest' as Tag;
   const canonical = digest ? `${registry}/${repo}@${digest}` : `${registry}/${repo}:${tag as string}`;
   return { registry, repo, ...(tag && !digest ? { tag } : {}), ...(digest ? { digest } : {}), canonical };
+}
+
+/** Docker Hub's other names (registry-1.docker.io, index.docker.io) are docker.io; host names are lowercase. */
+export function canonicalRegistry(host: string): string {
+  const lower = host.toLowerCase();
+  return DOCKER_HUB_ALIASES.has(lower) ? DOCKER_HUB : lower;
+}
+
+/** `ghcr.io/owner/image` → the registry and the rest; undefined when the name starts with no registry host. */
+export function registryPrefix(name: string): { registry: string; rest: string } | undefined {
+  const slash = name.indexOf('/');
+  if (slash === -1) return undefined;
+  const first = name.slice(0, slash);
+  if (!isRegistryHost(first) || !REGISTRY_HOST.test(first)) return undefined;
+  return { registry: canonicalRegistry(first), rest: name.slice(slash + 1) };
+}
+
+/** Docker's reference grammar: a first path component with a `.` or `:`, or `localhost`, names a registry. */
+export function isRegistryHost(component: string): boolean {
+  return component.includes('.') || component.includes(':') || component === 'localhost';
 }

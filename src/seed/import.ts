@@ -27,8 +27,8 @@ export interface ImportSummary {
 
 /** What an import writes: blobs into the store, then records, tags and pins. */
 export interface ImportDeps {
-  /** This mirror's upstream (docker.io): references to other registries become no tag. */
-  upstreamName: string;
+  /** The registries this mirror serves: a reference to another becomes no tag. */
+  registries: ReadonlySet<string>;
   store: Pick<BlobStore, 'stat' | 'open' | 'createWriter' | 'delete'>;
   index: Pick<BlobIndex, 'get' | 'put'>;
   tags: Pick<TagIndex, 'put'>;
@@ -129,13 +129,13 @@ async function commitImport(deps: ImportDeps, importer: Importer): Promise<Impor
     } catch {
       ref = undefined;
     }
-    if (!ref || ref.registry !== deps.upstreamName) {
-      warnings.push(`${entry.digest}: ${name ? `"${name}" is not a ${deps.upstreamName} reference` : 'no reference name'}, imported without a tag`);
+    if (!ref || !deps.registries.has(ref.registry)) {
+      warnings.push(`${entry.digest}: ${name ? `"${name}" names a registry this mirror does not serve` : 'no reference name'}, imported without a tag`);
       continue;
     }
     if (ref.tag) {
       await deps.tags.put({
-        upstream: deps.upstreamName,
+        upstream: ref.registry,
         repo: ref.repo,
         tag: ref.tag,
         acceptKey: '*',

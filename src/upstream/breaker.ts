@@ -15,6 +15,7 @@ export class CircuitBreaker {
     private readonly cooldownMs: number,
     private readonly metrics: Metrics,
     private readonly now: () => number = Date.now,
+    private readonly registry = 'docker.io',
   ) {}
 
   get state(): BreakerState {
@@ -38,7 +39,7 @@ export class CircuitBreaker {
   success(): void {
     this.failures = 0;
     this.trial = false;
-    this.metrics.breakerOpen.set(0);
+    this.metrics.breakerOpen.set({ registry: this.registry }, 0);
   }
 
   /** The trial told nothing about upstream (its client went away): another request may be the trial. */
@@ -51,7 +52,7 @@ export class CircuitBreaker {
     this.trial = false;
     if (this.failures >= this.threshold) {
       this.openUntil = this.now() + this.cooldownMs;
-      this.metrics.breakerOpen.set(1);
+      this.metrics.breakerOpen.set({ registry: this.registry }, 1);
     }
   }
 }

@@ -58,7 +58,7 @@ export class RegistryClient implements Upstream {
       trustedRealms: config.authRealms,
       now,
     });
-    this.breaker = new CircuitBreaker(config.breakerFailures, config.breakerCooldown, metrics, now);
+    this.breaker = new CircuitBreaker(config.breakerFailures, config.breakerCooldown, metrics, now, config.name);
   }
 
   async resolveManifest(repo: Repository, reference: string, request: ManifestRequest): Promise<ManifestHead | undefined> {
@@ -249,10 +249,10 @@ export class RegistryClient implements Upstream {
   ): Promise<Dispatcher.ResponseData> {
     try {
       const response = await dispatcher.request(options as Dispatcher.RequestOptions);
-      this.metrics.upstreamRequests.inc({ kind, method: options.method, status: String(response.statusCode) });
+      this.metrics.upstreamRequests.inc({ registry: this.name, kind, method: options.method, status: String(response.statusCode) });
       return response;
     } catch (cause) {
-      this.metrics.upstreamRequests.inc({ kind, method: options.method, status: 'error' });
+      this.metrics.upstreamRequests.inc({ registry: this.name, kind, method: options.method, status: 'error' });
       if (options.signal && (options.signal as AbortSignal).aborted) throw cause;
       // Not logged here: whoever handles the error logs it once.
       throw new UpstreamError(`upstream unreachable: ${(cause as Error).message}`, { cause });

@@ -31,6 +31,8 @@ export class RateLimitTracker {
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    /** The registry whose headers these are: the label of its rate-limit gauges. */
+    private readonly registry = 'docker.io',
   ) {}
 
   /**
@@ -44,9 +46,9 @@ export class RateLimitTracker {
     if (!limit && !remaining) return;
     const windowSeconds = remaining?.window ?? limit?.window;
     this.state = { limit: limit?.value, remaining: remaining?.value, windowSeconds, observedAt: this.now() };
-    if (limit) this.metrics.rateLimitLimit.set(limit.value);
-    if (remaining) this.metrics.rateLimitRemaining.set(remaining.value);
-    if (windowSeconds !== undefined) this.metrics.rateLimitWindow.set(windowSeconds);
+    if (limit) this.metrics.rateLimitLimit.set({ registry: this.registry }, limit.value);
+    if (remaining) this.metrics.rateLimitRemaining.set({ registry: this.registry }, remaining.value);
+    if (windowSeconds !== undefined) this.metrics.rateLimitWindow.set({ registry: this.registry }, windowSeconds);
     const source = headers['docker-ratelimit-source'];
     if (remaining && remaining.value <= this.reserve) {
       if (!this.warned) {

@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DiskBlobStore, type BlobStore, type BlobWriter, type BlobWriterOptions } from '../../src/cache/blob-store.js';
-import { BlobFills } from '../../src/cache/fills.js';
+import { BlobFills, type FillSource } from '../../src/cache/fills.js';
 import { InUse } from '../../src/cache/in-use.js';
 import { BlobIndex } from '../../src/index/blob-index.js';
 import { openIndex, type IndexDb } from '../../src/index/db.js';
@@ -18,6 +18,8 @@ import type { Digest, Repository } from '../../src/registry/reference.js';
 import { content } from '../contract/blob-store.contract.js';
 import { MemoryUpstream, PIECE } from '../fixtures/memory-upstream.js';
 
+/** The upstream of the current test's fills (set by its setup). */
+let source: FillSource;
 const repo = 'library/test' as Repository;
 let cleanup: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -35,7 +37,8 @@ async function setup(options: { diskBytes?: number } = {}) {
   const metrics = new Metrics(new Registry());
   const upstream = new MemoryUpstream();
   const inUse = new InUse();
-  const fills = new BlobFills({ store, index, upstream, metrics, log: pino({ level: 'silent' }), fillTimeoutMs: 30_000, inUse });
+  const fills = new BlobFills({ store, index, metrics, log: pino({ level: 'silent' }), inUse });
+  source = { upstream, fillTimeoutMs: 30_000 };
   cleanup.push(async () => {
     await fills.abortAll();
     await db.close();
@@ -57,7 +60,7 @@ async function drain(stream: Readable): Promise<{ bytes: Buffer; error?: unknown
 }
 
 async function read(fills: BlobFills, digest: Digest, range?: { start: number; end: number }) {
-  const joined = await fills.join(repo, digest);
+  const joined = await fills.join(repo, digest, source);
   if (!joined) throw new Error('upstream has no such blob');
   return drain(joined.fill.read(range));
 }
@@ -74,7 +77,7 @@ describe('BlobFills', () => {
     upstream.add(digest, bytes, 'application/vnd.oci.image.layer.v1.tar+gzip');
     let resume!: () => void;
     upstream.faults.push({ kind: 'pause', after: 600_000, until: new Promise((resolve) => (resume = resolve)) });
-    const first = await Promise.all(Array.from({ length: 10 }, () => fills.join(repo, digest)));
+    const first = await Promise.all(Array.from({ length: 10 }, () => fills.join(repo, digest, source)));
     expect(first.filter((j) => j?.coalesced)).toHaveLength(9);
     expect(inUse.has(digest)).toBe(true);
     const readers = first.map((j) => drain(j!.fill.read()));
@@ -148,8 +151,8 @@ describe('BlobFills', () => {
   it('answers undefined for a blob upstream does not have, and does not remember the answer', async () => {
     const { fills, upstream, inUse } = await setup();
     const { digest } = content(10);
-    expect(await fills.join(repo, digest)).toBeUndefined();
-    expect(await fills.join(repo, digest)).toBeUndefined();
+    expect(await fills.join(repo, digest, source)).toBeUndefined();
+    expect(await fills.join(repo, digest, source)).toBeUndefined();
     expect(upstream.fetches).toHaveLength(2);
     expect(inUse.has(digest)).toBe(false);
   });

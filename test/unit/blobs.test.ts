@@ -47,13 +47,13 @@ async function setup() {
   const inUse = new InUse();
   const manifests = new Manifests();
   const metrics = new Metrics(new Registry());
-  const fills = new BlobFills({ store, index, upstream, metrics, log: pino({ level: 'silent' }), fillTimeoutMs: 30_000, inUse });
+  const fills = new BlobFills({ store, index, metrics, log: pino({ level: 'silent' }), inUse });
   cleanup.push(async () => {
     await fills.abortAll();
     await db.close();
     await rm(dir, { recursive: true, force: true });
   });
-  return { blobs: new BlobCache({ store, index, fills, upstream, manifests, inUse }), fills, upstream, inUse, manifests };
+  return { blobs: new BlobCache({ store, index, fills, upstream, fillTimeoutMs: 30_000, manifests, inUse }), fills, upstream, inUse, manifests };
 }
 
 async function readAll(stream: Readable): Promise<Buffer> {

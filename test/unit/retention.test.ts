@@ -49,7 +49,6 @@ async function setup(config: Partial<RetentionConfig> = {}) {
     index,
     tags,
     pins,
-    upstreamName: 'docker.io',
     inUse,
     metrics,
     log: pino({ level: 'silent' }),

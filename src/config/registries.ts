@@ -1,0 +1,37 @@
+// The registries one mirror serves, resolved from the config: each `upstreams` entry with what it leaves out taken
+// from `upstream` and `tags`; without `upstreams`, Docker Hub alone. Computed once where the mirror is wired.
+import { DOCKER_HUB } from '../registry/reference.js';
+import type { Config, TagsConfig, UpstreamConfig } from './schema.js';
+
+export interface RegistryConfig extends UpstreamConfig {
+  /** Tag TTL and rules of this registry; the other tag settings are the mirror's. */
+  tags: TagsConfig;
+  /** No upstream at all (url "none", or the whole mirror offline): what was seeded or imported is served. */
+  offline: boolean;
+}
+
+export interface Registries {
+  list: readonly RegistryConfig[];
+  /** Asked when a request names no registry: docker.io when configured (dockerd mirrors only Docker Hub), else the first. */
+  defaultName: string;
+}
+
+export function registriesOf(config: Config): Registries {
+  const { upstream, tags } = config;
+  const entries = config.upstreams ?? [{ name: upstream.name }];
+  const list = entries.map((entry): RegistryConfig => {
+    const { tags: own, ...settings } = entry;
+    const url = entry.url ?? (entry.name === upstream.name ? upstream.url : `https://${entry.name}`);
+    return {
+      ...upstream,
+      ...settings,
+      // Docker Hub's account (REGMIRROR_UPSTREAM_USERNAME) is Docker Hub's alone.
+      credentials: entry.credentials ?? (entry.name === upstream.name ? upstream.credentials : undefined),
+      url: upstream.url === 'none' ? 'none' : url,
+      tags: { ...tags, ttl: own?.ttl ?? tags.ttl, rules: own?.rules ?? tags.rules },
+      offline: upstream.url === 'none' || url === 'none',
+    };
+  });
+  const defaultName = list.find((r) => r.name === DOCKER_HUB)?.name ?? (list[0] as RegistryConfig).name;
+  return { list, defaultName };
+}
