@@ -193,6 +193,7 @@ export class RegistryServer {
         bytes: ctx.bytes,
         ms: Math.round(seconds * 1e4) / 10,
         cache: ctx.cache,
+        registry: ctx.registry,
       },
       'request',
     );
