@@ -3,6 +3,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../config/load.js';
+import { registriesOf } from '../config/registries.js';
 import { parseFlags } from './args.js';
 import { clientConfig, CLIENTS, formatClientConfig, parseMirrorUrl, type Client } from './client-files.js';
 import { UsageError, type CommandContext } from './command.js';
@@ -35,7 +36,7 @@ export async function clientConfigCommand(ctx: CommandContext): Promise<void> {
   if (!mirror) throw usage(`--mirror must be an http(s) URL without path, such as http://mirror.example.internal:5000, found ${JSON.stringify(values.mirror)}`);
 
   const config = await loadConfig({ file: configFile, env: ctx.env });
-  const made = clientConfig(client, mirror, config.registries);
+  const made = clientConfig(client, mirror, registriesOf(config).list);
   if (values.output === undefined) {
     ctx.out(formatClientConfig(made));
     return;
