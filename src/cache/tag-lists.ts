@@ -28,7 +28,7 @@ export class TagLists {
     const { upstream } = this.deps;
     if (upstream.offline) return (await this.held(repo, query)) ?? nameUnknown(repo, OFFLINE_NOTE);
     try {
-      const list = await upstream.listTags(repo, query, { signal: client.signal });
+      const list = await upstream.listTags(repo, pageQuery(query), { signal: client.signal });
       return list ? { ...list, source: 'miss' } : nameUnknown(repo);
     } catch (err) {
       if (!(err instanceof UpstreamError) || client.signal?.aborted) throw err;
@@ -43,6 +43,19 @@ export class TagLists {
     const tags = await this.deps.tags.tagsOf(this.deps.upstream.name, repo);
     return tags.length === 0 ? undefined : { ...tagPage(repo, tags, query), source: 'stale' };
   }
+}
+
+/** What upstream is asked: the page (`n`, `last`) and nothing of ours (containerd's `ns`). */
+function pageQuery(query: string): string {
+  if (query === '') return '';
+  const params = new URLSearchParams(query);
+  const page = new URLSearchParams();
+  for (const key of ['n', 'last']) {
+    const value = params.get(key);
+    if (value !== null) page.set(key, value);
+  }
+  const text = page.toString();
+  return text === '' ? '' : `?${text}`;
 }
 
 function nameUnknown(repo: Repository, note?: string): never {

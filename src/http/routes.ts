@@ -70,12 +70,12 @@ export function createRoutes(deps: RouteDeps): Handler {
       throw new RegistryError('NOT_FOUND', 'no such endpoint');
     }
     const [, name = '', endpoint, reference = ''] = match;
-    const { mirror, repoName } = chooseRegistry(deps, name, ctx.query);
+    const { mirror, repoName, prefixed } = chooseRegistry(deps, name, ctx.query);
     ctx.registry = mirror.name;
     const repo = parseRepository(repoName, mirror.name);
     if (endpoint === 'manifests') return serveManifest(deps, ctx, mirror, repo, decode(reference));
     if (endpoint === 'blobs') return serveBlob(deps, ctx, mirror, repo, decode(reference));
-    if (reference === 'list' && method === 'GET') return serveTags(deps, ctx, mirror, repo);
+    if (reference === 'list' && method === 'GET') return serveTags(deps, ctx, mirror, repo, prefixed);
     throw new RegistryError('NOT_FOUND', 'no such endpoint');
   };
 }
@@ -181,7 +181,7 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
   deps.metrics.servedBytes.inc({ registry: ctx.registry, source: blob.source === 'hit' ? 'cache' : 'upstream' }, sent);
 }
 
-async function serveTags(deps: RouteDeps, ctx: RequestContext, mirror: MirroredRegistry, repo: Repository) {
+async function serveTags(deps: RouteDeps, ctx: RequestContext, mirror: MirroredRegistry, repo: Repository, prefixed: boolean) {
   ctx.kind = 'tags';
   const list = await mirror.tagLists.list(repo, ctx.query, ctx);
   ctx.cache = list.source;
@@ -190,7 +190,7 @@ async function serveTags(deps: RouteDeps, ctx: RequestContext, mirror: MirroredR
     ...API_VERSION,
     'content-type': 'application/json',
     'content-length': list.body.length,
-    ...(list.link ? { link: list.link } : {}),
+    ...(list.link ? { link: nextPageHere(list.link, mirror.name, prefixed, ctx.query) } : {}),
   });
   ctx.bytes = list.body.length;
   ctx.res.end(list.body);
@@ -223,16 +223,24 @@ function sendText(ctx: RequestContext, status: number, body: string, contentType
  * mirror/ghcr.io/…`), else containerd's `?ns=`, else the default. One not configured here is NAME_UNKNOWN:
  * never answered from another registry's content.
  */
-function chooseRegistry(deps: RouteDeps, name: string, query: string): { mirror: MirroredRegistry; repoName: string } {
-  const prefixed = registryPrefix(name);
-  const wanted = prefixed?.registry ?? (query === '' ? undefined : namespaceOf(query));
-  const repoName = prefixed?.rest ?? name;
-  if (wanted === undefined) return { mirror: deps.defaultRegistry, repoName };
+function chooseRegistry(deps: RouteDeps, name: string, query: string): { mirror: MirroredRegistry; repoName: string; prefixed: boolean } {
+  const prefix = registryPrefix(name);
+  const wanted = prefix?.registry ?? (query === '' ? undefined : namespaceOf(query));
+  const repoName = prefix?.rest ?? name;
+  const prefixed = prefix !== undefined;
+  if (wanted === undefined) return { mirror: deps.defaultRegistry, repoName, prefixed };
   const mirror = deps.registries.get(wanted);
   if (!mirror) {
     throw new RegistryError('NAME_UNKNOWN', `registry ${wanted} is not mirrored here`, { detail: { registry: wanted } });
   }
-  return { mirror, repoName };
+  return { mirror, repoName, prefixed };
+}
+
+/** A next-page Link names a path on upstream (or on the plain repository): the client must come back the same way. */
+function nextPageHere(link: string, registry: string, prefixed: boolean, query: string): string {
+  if (prefixed) return link.replace('</v2/', `</v2/${registry}/`);
+  const ns = query === '' ? null : new URLSearchParams(query).get('ns');
+  return ns === null ? link : link.replace(/>/, `&ns=${encodeURIComponent(ns)}>`);
 }
 
 /** containerd's `?ns=<registry>`, with Docker Hub's other names folded into docker.io. */

@@ -97,4 +97,22 @@ describe('one mirror, two registries', () => {
     const ready = (await (await request(`${mirror.url}/readyz`)).body.json()) as { upstream: Record<string, unknown> };
     expect(Object.keys(ready.upstream).sort()).toEqual(['docker.io', 'ghcr.io']);
   });
+
+  it('pages tags/list the way the client came: a Link with the path prefix, or with ?ns=', async () => {
+    await pushImage(inject('registryUrl'), 'owner/tool', '2', buildSchema2Image({ os: 'linux', architecture: 'amd64', layers: [await buildLayer({ sizeBytes: 512, seed: 'registries-tool-2' })] }));
+    expect((await v2('/v2/ghcr.io/owner/tool/manifests/1', 'HEAD')).status).toBe(200);
+    expect((await v2('/v2/ghcr.io/owner/tool/manifests/2', 'HEAD')).status).toBe(200);
+    // While ghcr.io is down the mirror pages its own records, and its Link must lead back to ghcr.io here.
+    await ghcr.setDown(true);
+    try {
+      const byPrefix = await request(`${mirror.url}/v2/ghcr.io/owner/tool/tags/list?n=1`);
+      expect(await byPrefix.body.json()).toEqual({ name: 'owner/tool', tags: ['1'] });
+      expect(byPrefix.headers.link).toBe('</v2/ghcr.io/owner/tool/tags/list?n=1&last=1>; rel="next"');
+      const byNs = await request(`${mirror.url}/v2/owner/tool/tags/list?n=1&ns=ghcr.io`);
+      await byNs.body.dump();
+      expect(byNs.headers.link).toBe('</v2/owner/tool/tags/list?n=1&last=1&ns=ghcr.io>; rel="next"');
+    } finally {
+      await ghcr.setDown(false);
+    }
+  });
 });
