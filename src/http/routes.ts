@@ -219,13 +219,16 @@ function sendText(ctx: RequestContext, status: number, body: string, contentType
 }
 
 /**
- * The registry a request is for: a path prefix (`/v2/ghcr.io/owner/image/…`, podman, skopeo and `docker pull
- * mirror/ghcr.io/…`), else containerd's `?ns=`, else the default. One not configured here is NAME_UNKNOWN:
+ * The registry a request is for: containerd's `?ns=`, else a path prefix (`/v2/ghcr.io/owner/image/…`: podman,
+ * skopeo and `docker pull mirror/ghcr.io/…`), else the default. One not configured here is NAME_UNKNOWN:
  * never answered from another registry's content.
  */
 function chooseRegistry(deps: RouteDeps, name: string, query: string): { mirror: MirroredRegistry; repoName: string; prefixed: boolean } {
-  const prefix = registryPrefix(name);
-  const wanted = prefix?.registry ?? (query === '' ? undefined : namespaceOf(query));
+  // containerd names the registry in ?ns= and never adds a prefix: with ns, a dotted first component belongs to
+  // the repository (gcr.io/google.com/project/image is `google.com/project/image` on gcr.io).
+  const ns = query === '' ? undefined : namespaceOf(query);
+  const prefix = ns === undefined ? registryPrefix(name) : undefined;
+  const wanted = ns ?? prefix?.registry;
   const repoName = prefix?.rest ?? name;
   const prefixed = prefix !== undefined;
   if (wanted === undefined) return { mirror: deps.defaultRegistry, repoName, prefixed };

@@ -25,7 +25,7 @@ beforeAll(async () => {
   ]);
   base = shared.digest;
   hubImage = await pushImage(registry, 'library/regbase', '1', buildSchema2Image({ os: 'linux', architecture: 'amd64', layers: [shared, hubTop] }));
-  ghcrImage = await pushImage(registry, 'owner/tool', '1', buildSchema2Image({ os: 'linux', architecture: 'amd64', layers: [shared, ghcrTop] }));
+  ghcrImage = await pushImage(registry, 'regowner/regtool', '1', buildSchema2Image({ os: 'linux', architecture: 'amd64', layers: [shared, ghcrTop] }));
   hub = await startHubFront({ upstream: registry, auth: {} });
   ghcr = await startHubFront({ upstream: registry, auth: {} });
   mirror = await startMirror(hub.url, {
@@ -54,22 +54,22 @@ describe('one mirror, two registries', () => {
   it('pulls from each registry by ?ns= and by path prefix, each front seeing only its own repositories, the shared layer fetched once', async () => {
     // Docker Hub by default (dockerd's registry-mirrors), ghcr.io by ?ns= (containerd), then by prefix (podman).
     expect((await pull(mirror.url, 'library/regbase', '1')).digest).toBe(hubImage.digest);
-    expect((await pull(mirror.url, 'owner/tool', '1', { query: '?ns=ghcr.io' })).digest).toBe(ghcrImage.digest);
-    expect((await v2('/v2/ghcr.io/owner/tool/manifests/1')).digest).toBe(ghcrImage.digest);
+    expect((await pull(mirror.url, 'regowner/regtool', '1', { query: '?ns=ghcr.io' })).digest).toBe(ghcrImage.digest);
+    expect((await v2('/v2/ghcr.io/regowner/regtool/manifests/1')).digest).toBe(ghcrImage.digest);
     await Promise.all([hub.idle(), ghcr.idle()]);
     expect(repos(hub)).toEqual(['/v2/library/regbase']);
-    expect(repos(ghcr)).toEqual(['/v2/owner/tool']);
+    expect(repos(ghcr)).toEqual(['/v2/regowner/regtool']);
     const baseGets = [...hub.requests, ...ghcr.requests].filter((r) => r.method === 'GET' && r.path.endsWith(`/blobs/${base}`));
     expect(baseGets).toHaveLength(1);
   });
 
   it('keeps the tags of each registry apart, and short names become library/ on Docker Hub only', async () => {
-    // owner/tool:1 exists behind both fronts (one registry underneath): it is two tags here, one per registry.
-    expect((await v2('/v2/owner/tool/manifests/1?ns=docker.io')).status).toBe(200);
-    expect((await v2('/v2/ghcr.io/owner/tool/manifests/1')).status).toBe(200);
+    // regowner/regtool:1 exists behind both fronts (one registry underneath): it is two tags here, one per registry.
+    expect((await v2('/v2/regowner/regtool/manifests/1?ns=docker.io')).status).toBe(200);
+    expect((await v2('/v2/ghcr.io/regowner/regtool/manifests/1')).status).toBe(200);
     await Promise.all([hub.idle(), ghcr.idle()]);
-    expect(hub.count({ kind: 'manifest', method: 'HEAD', pathIncludes: 'owner/tool' })).toBe(1);
-    expect(ghcr.count({ kind: 'manifest', method: 'HEAD', pathIncludes: 'owner/tool' })).toBeLessThanOrEqual(1);
+    expect(hub.count({ kind: 'manifest', method: 'HEAD', pathIncludes: 'regowner/regtool' })).toBe(1);
+    expect(ghcr.count({ kind: 'manifest', method: 'HEAD', pathIncludes: 'regowner/regtool' })).toBeLessThanOrEqual(1);
     hub.reset();
     ghcr.reset();
     expect((await v2('/v2/ghcr.io/regbase/manifests/1')).status).toBe(404); // not library/regbase on ghcr.io
@@ -78,8 +78,16 @@ describe('one mirror, two registries', () => {
     expect(hub.requests).toEqual([]);
   });
 
+  it('takes ?ns= over a dotted first component, which is then part of the repository (gcr.io/google.com/…)', async () => {
+    const image = await pushImage(inject('registryUrl'), 'google.com/x/tool', '1', buildSchema2Image({ os: 'linux', architecture: 'amd64', layers: [await buildLayer({ sizeBytes: 512, seed: 'registries-dotted' })] }));
+    const answer = await v2('/v2/google.com/x/tool/manifests/1?ns=ghcr.io');
+    expect([answer.status, answer.digest]).toEqual([200, image.digest]);
+    await ghcr.idle();
+    expect(ghcr.requests.some((r) => r.path.startsWith('/v2/google.com/x/tool/'))).toBe(true);
+  });
+
   it('answers a registry that is not configured with NAME_UNKNOWN naming it, asking no upstream', async () => {
-    for (const path of ['/v2/owner/tool/manifests/1?ns=quay.io', '/v2/quay.io/owner/tool/manifests/1', `/v2/quay.io/owner/tool/blobs/${base}`]) {
+    for (const path of ['/v2/regowner/regtool/manifests/1?ns=quay.io', '/v2/quay.io/regowner/regtool/manifests/1', `/v2/quay.io/regowner/regtool/blobs/${base}`]) {
       const answer = await v2(path);
       expect(answer.status, path).toBe(404);
       expect(JSON.parse(answer.text)).toMatchObject({ errors: [{ code: 'NAME_UNKNOWN', message: 'registry quay.io is not mirrored here' }] });
@@ -89,7 +97,7 @@ describe('one mirror, two registries', () => {
   });
 
   it("labels cache and upstream metrics with the registry, and lists each registry's breaker on /readyz", async () => {
-    await pull(mirror.url, 'owner/tool', '1', { query: '?ns=ghcr.io' });
+    await pull(mirror.url, 'regowner/regtool', '1', { query: '?ns=ghcr.io' });
     const text = await mirror.metrics();
     expect(metricValue(text, 'regmirror_cache_requests_total', { registry: 'ghcr.io', kind: 'manifest' })).toBeGreaterThan(0);
     expect(metricValue(text, 'regmirror_upstream_requests_total', { registry: 'ghcr.io' })).toBeGreaterThan(0);
@@ -99,18 +107,18 @@ describe('one mirror, two registries', () => {
   });
 
   it('pages tags/list the way the client came: a Link with the path prefix, or with ?ns=', async () => {
-    await pushImage(inject('registryUrl'), 'owner/tool', '2', buildSchema2Image({ os: 'linux', architecture: 'amd64', layers: [await buildLayer({ sizeBytes: 512, seed: 'registries-tool-2' })] }));
-    expect((await v2('/v2/ghcr.io/owner/tool/manifests/1', 'HEAD')).status).toBe(200);
-    expect((await v2('/v2/ghcr.io/owner/tool/manifests/2', 'HEAD')).status).toBe(200);
+    await pushImage(inject('registryUrl'), 'regowner/regtool', '2', buildSchema2Image({ os: 'linux', architecture: 'amd64', layers: [await buildLayer({ sizeBytes: 512, seed: 'registries-tool-2' })] }));
+    expect((await v2('/v2/ghcr.io/regowner/regtool/manifests/1', 'HEAD')).status).toBe(200);
+    expect((await v2('/v2/ghcr.io/regowner/regtool/manifests/2', 'HEAD')).status).toBe(200);
     // While ghcr.io is down the mirror pages its own records, and its Link must lead back to ghcr.io here.
     await ghcr.setDown(true);
     try {
-      const byPrefix = await request(`${mirror.url}/v2/ghcr.io/owner/tool/tags/list?n=1`);
-      expect(await byPrefix.body.json()).toEqual({ name: 'owner/tool', tags: ['1'] });
-      expect(byPrefix.headers.link).toBe('</v2/ghcr.io/owner/tool/tags/list?n=1&last=1>; rel="next"');
-      const byNs = await request(`${mirror.url}/v2/owner/tool/tags/list?n=1&ns=ghcr.io`);
+      const byPrefix = await request(`${mirror.url}/v2/ghcr.io/regowner/regtool/tags/list?n=1`);
+      expect(await byPrefix.body.json()).toEqual({ name: 'regowner/regtool', tags: ['1'] });
+      expect(byPrefix.headers.link).toBe('</v2/ghcr.io/regowner/regtool/tags/list?n=1&last=1>; rel="next"');
+      const byNs = await request(`${mirror.url}/v2/regowner/regtool/tags/list?n=1&ns=ghcr.io`);
       await byNs.body.dump();
-      expect(byNs.headers.link).toBe('</v2/owner/tool/tags/list?n=1&last=1&ns=ghcr.io>; rel="next"');
+      expect(byNs.headers.link).toBe('</v2/regowner/regtool/tags/list?n=1&last=1&ns=ghcr.io>; rel="next"');
     } finally {
       await ghcr.setDown(false);
     }
