@@ -9,6 +9,7 @@ import { DiskBlobStore } from './cache/blob-store.js';
 import { BlobCache } from './cache/blobs.js';
 import { BlobFills } from './cache/fills.js';
 import { InUse } from './cache/in-use.js';
+import { manifestBodies, type ManifestBodies } from './cache/manifest-store.js';
 import { ManifestCache } from './cache/manifests.js';
 import { Retention, type GcReport } from './cache/retention.js';
 import { TagLists } from './cache/tag-lists.js';
@@ -111,7 +112,8 @@ async function openCache(config: Config, log: Logger, options: CacheOptions = {}
   const retention = new Retention({ store, index, tags, pins, inUse, metrics, log: log.child({ module: 'retention' }), config: config.cache });
   const fills = new BlobFills({ store, index, metrics, log: log.child({ module: 'fill' }), retention, inUse });
   const { list, defaultName } = registriesOf(config);
-  const shared = { store, index, tags, fills, inUse, metrics, now, memoryBytes: Math.floor(config.cache.manifestMemoryBytes / list.length) };
+  const bodies = manifestBodies(config.cache.manifestMemoryBytes);
+  const shared = { store, index, tags, fills, inUse, metrics, now, bodies };
   const registries = new Map(list.map((r) => [r.name, openRegistry(config, r, shared, log.child({ registry: r.name }))]));
   // Pull counts per tag and last-access times reach the index in batches, not one write per hit.
   const flush = async (): Promise<void> => {
@@ -133,7 +135,8 @@ async function openCache(config: Config, log: Logger, options: CacheOptions = {}
     async close() {
       await fills.abortAll();
       await flush();
-      await Promise.all([...registries.values()].map((r) => r.upstream.close()));
+      // Every client closes, and the index with them, whatever one of them says.
+      await Promise.allSettled([...registries.values()].map((r) => r.upstream.close()));
       await db.close();
     },
   };
@@ -147,14 +150,18 @@ interface SharedParts {
   inUse: InUse;
   metrics: Metrics;
   now: () => number;
-  /** This registry's share of cache.manifestMemoryBytes. */
-  memoryBytes: number;
+  /** Manifest bodies in memory (cache.manifestMemoryBytes in all), shared by every registry. */
+  bodies: ManifestBodies;
 }
 
 function openRegistry(config: Config, r: RegistryConfig, shared: SharedParts, log: Logger): RegistryParts {
-  const { store, index, tags, fills, inUse, metrics, now, memoryBytes } = shared;
+  const { store, index, tags, fills, inUse, metrics, now, bodies } = shared;
   const rateLimit = new RateLimitTracker(config.rateLimit.reserve, metrics, log.child({ module: 'ratelimit' }), now, r.name);
   const client = r.offline ? undefined : new RegistryClient(r, metrics, rateLimit, now);
+  // Every registry's series exist from the start, at 0, for dashboards and absent() alerts.
+  metrics.breakerOpen.set({ registry: r.name }, 0);
+  metrics.upstreamBytes.inc({ registry: r.name }, 0);
+  for (const result of ['ok', 'error']) metrics.fills.inc({ registry: r.name, result }, 0);
   const upstream: Upstream = client ?? new OfflineUpstream(r.name);
   const manifests = new ManifestCache({
     store,
@@ -165,7 +172,8 @@ function openRegistry(config: Config, r: RegistryConfig, shared: SharedParts, lo
     tagsConfig: r.tags,
     metrics,
     log: log.child({ module: 'manifests' }),
-    memoryBytes,
+    memoryBytes: config.cache.manifestMemoryBytes,
+    bodies,
     now,
   });
   const blobs = new BlobCache({ store, index, fills, upstream, fillTimeoutMs: r.fillTimeout, manifests, inUse });

@@ -19,8 +19,16 @@ export interface JoinedFill {
   coalesced: boolean;
 }
 
+/** A download in flight, and the upstream it comes from. */
+interface Running {
+  from: FillSource['upstream'];
+  started: Promise<BlobFill | undefined>;
+}
+
 export class BlobFills {
-  private readonly inFlight = new Map<Digest, Promise<BlobFill | undefined>>();
+  private readonly inFlight = new Map<Digest, Running>();
+  /** Every download not yet settled, those another registry's took the entry from included (for shutdown). */
+  private readonly unsettled = new Set<Running>();
   private readonly shutdown = new AbortController();
 
   constructor(private readonly deps: BlobFillsDeps) {}
@@ -28,39 +36,48 @@ export class BlobFills {
   /** Joins the download of a digest, starting one if none runs. Resolves once upstream has answered; undefined for 404. */
   async join(repo: Repository, digest: Digest, from: FillSource): Promise<JoinedFill | undefined> {
     const running = this.inFlight.get(digest);
-    if (running) {
-      const fill = await running;
+    if (running?.from === from.upstream) {
+      const fill = await running.started;
       return fill ? { fill, coalesced: true } : undefined;
     }
-    const started = BlobFill.start({ ...this.deps, ...from }, repo, digest, this.shutdown.signal);
-    this.track(digest, started);
+    if (running) {
+      // Another registry's download of the same bytes: joined when it has them; its 404 or failure is not ours.
+      const fill = await running.started.catch(() => undefined);
+      if (fill) return { fill, coalesced: true };
+    }
+    const log = this.deps.log.child({ registry: from.upstream.name });
+    const started = BlobFill.start({ ...this.deps, ...from, log }, repo, digest, this.shutdown.signal);
+    this.track(digest, { from: from.upstream, started });
     const fill = await started;
     return fill ? { fill, coalesced: false } : undefined;
   }
 
   /** Resolves once the download of `digest` (if one runs) has ended, successfully or not. */
   async settled(digest: Digest): Promise<void> {
-    const fill = await this.inFlight.get(digest)?.catch(() => undefined);
+    const fill = await this.inFlight.get(digest)?.started.catch(() => undefined);
     await fill?.settled;
   }
 
   /** Aborts every download (shutdown) and resolves once their temp files are removed; nothing half-written is indexed. */
   async abortAll(): Promise<void> {
     this.shutdown.abort();
-    await Promise.all([...this.inFlight.keys()].map((digest) => this.settled(digest)));
+    await Promise.all([...this.unsettled].map(async (running) => (await running.started.catch(() => undefined))?.settled));
   }
 
   /**
    * The only place an entry begins and ends: it ends when the download settles, or at once when upstream
    * answered 404 or the start failed before the first byte.
    */
-  private track(digest: Digest, started: Promise<BlobFill | undefined>): void {
-    this.inFlight.set(digest, started);
+  private track(digest: Digest, running: Running): void {
+    this.inFlight.set(digest, running);
+    this.unsettled.add(running);
     this.deps.inUse.hold(digest);
     const end = (): void => {
-      this.inFlight.delete(digest);
+      this.unsettled.delete(running);
+      // Another registry's download of this digest may have taken the entry meanwhile: only ours is removed.
+      if (this.inFlight.get(digest) === running) this.inFlight.delete(digest);
       this.deps.inUse.release(digest);
     };
-    started.then((fill) => (fill ? fill.settled.then(end) : end()), end);
+    running.started.then((fill) => (fill ? fill.settled.then(end) : end()), end);
   }
 }

@@ -33,6 +33,8 @@ export interface ManifestStoreDeps {
   metrics: Metrics;
   log: Logger;
   memoryBytes: number;
+  /** Bodies in memory, by digest; shared by every registry's store, since a digest is the same bytes anywhere. */
+  bodies?: ManifestBodies | undefined;
   now: () => number;
 }
 
@@ -41,15 +43,19 @@ interface LocalManifest {
   bytes: Buffer;
 }
 
+export type ManifestBodies = LRUCache<string, LocalManifest>;
+
+/** Manifest bodies kept in memory, bounded by their total size. */
+export function manifestBodies(memoryBytes: number): ManifestBodies {
+  return new LRUCache({ maxSize: Math.max(1, memoryBytes), sizeCalculation: (entry) => Math.max(1, entry.bytes.length) });
+}
+
 export class ManifestStore {
-  private readonly bodies: LRUCache<string, LocalManifest>;
+  private readonly bodies: ManifestBodies;
   private readonly fetches = new SingleFlight<string, FetchedManifest | undefined>();
 
   constructor(private readonly deps: ManifestStoreDeps) {
-    this.bodies = new LRUCache({
-      maxSize: Math.max(1, deps.memoryBytes),
-      sizeCalculation: (entry) => Math.max(1, entry.bytes.length),
-    });
+    this.bodies = deps.bodies ?? manifestBodies(deps.memoryBytes);
   }
 
   async byDigest(repo: Repository, digest: Digest, accept: AcceptClass, withBody: boolean, client: ClientAbort = DETACHED): Promise<ManifestAnswer> {

@@ -13,7 +13,7 @@ import type { Digest, Repository, Tag } from '../registry/reference.js';
 import { UpstreamError } from '../upstream/errors.js';
 import type { ManifestHead, Upstream } from '../upstream/upstream.js';
 import type { BlobStore } from './blob-store.js';
-import { ManifestStore, type ManifestAnswer } from './manifest-store.js';
+import { ManifestStore, type ManifestAnswer, type ManifestBodies } from './manifest-store.js';
 import { DETACHED, type ClientAbort } from './client-abort.js';
 import { SingleFlight } from './single-flight.js';
 import { tagTtlPolicy, type TagTtl } from './tag-policy.js';
@@ -30,6 +30,8 @@ export interface ManifestCacheDeps {
   metrics: Metrics;
   log: Logger;
   memoryBytes: number;
+  /** Shared with the other registries' caches (see ManifestStoreDeps). */
+  bodies?: ManifestBodies | undefined;
   now?: () => number;
 }
 

@@ -1,4 +1,5 @@
 // `regmirror serve`: read config, build the mirror, listen; SIGTERM/SIGINT drain and exit.
+import { registriesOf } from '../config/registries.js';
 import { pino } from 'pino';
 import { createMirror } from '../app.js';
 import { loadConfig } from '../config/load.js';
@@ -47,7 +48,8 @@ export async function serve(ctx: CommandContext): Promise<void> {
   const mirror = await createMirror(config, log);
   const address = await mirror.listen();
   const scheme = config.tls ? 'https' : 'http';
-  log.info({ ...address, scheme, upstream: config.upstream.url, dataDir: config.dataDir }, 'regmirror listening');
+  const upstreams = registriesOf(config).list.map((r) => ({ name: r.name, url: r.url }));
+  log.info({ ...address, scheme, upstreams, dataDir: config.dataDir }, 'regmirror listening');
 
   let stopping = false;
   const stop = (signal: string) => {

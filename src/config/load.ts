@@ -88,7 +88,9 @@ function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown): stri
  */
 function expandVariables(value: unknown, env: Readonly<Record<string, string | undefined>>, path: readonly string[]): unknown {
   if (typeof value === 'string') {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+    // `$${` is a literal `${`.
+    return value.replace(/\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (whole, escaped: string, name: string) => {
+      if (escaped) return whole.slice(1);
       const found = env[name];
       if (found === undefined) throw new ConfigError(`config: ${path.join('.')}: environment variable ${name} is not set`);
       return found;

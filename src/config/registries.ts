@@ -1,7 +1,9 @@
 // The registries one mirror serves, resolved from the config: each `upstreams` entry with what it leaves out taken
 // from `upstream` and `tags`; without `upstreams`, Docker Hub alone. Computed once where the mirror is wired.
-import { DOCKER_HUB } from '../registry/reference.js';
+import { canonicalRegistry, DOCKER_HUB } from '../registry/reference.js';
 import type { Config, TagsConfig, UpstreamConfig } from './schema.js';
+
+const DOCKER_HUB_URL = 'https://registry-1.docker.io';
 
 export interface RegistryConfig extends UpstreamConfig {
   /** Tag TTL and rules of this registry; the other tag settings are the mirror's. */
@@ -21,12 +23,17 @@ export function registriesOf(config: Config): Registries {
   const entries = config.upstreams ?? [{ name: upstream.name }];
   const list = entries.map((entry): RegistryConfig => {
     const { tags: own, ...settings } = entry;
-    const url = entry.url ?? (entry.name === upstream.name ? upstream.url : `https://${entry.name}`);
+    const name = canonicalRegistry(entry.name);
+    // `upstream` is the registry named upstream.name (docker.io unless a single-upstream config renamed it).
+    const isUpstream = name === upstream.name;
+    const url = entry.url ?? (isUpstream ? upstream.url : name === DOCKER_HUB ? DOCKER_HUB_URL : `https://${name}`);
     return {
       ...upstream,
       ...settings,
-      // Docker Hub's account (REGMIRROR_UPSTREAM_USERNAME) is Docker Hub's alone.
-      credentials: entry.credentials ?? (entry.name === upstream.name ? upstream.credentials : undefined),
+      name,
+      // Who may receive credentials is each registry's own: upstream's account and trusted realms stay upstream's.
+      credentials: entry.credentials ?? (isUpstream ? upstream.credentials : undefined),
+      authRealms: entry.authRealms ?? (isUpstream ? upstream.authRealms : []),
       url: upstream.url === 'none' ? 'none' : url,
       tags: { ...tags, ttl: own?.ttl ?? tags.ttl, rules: own?.rules ?? tags.rules },
       offline: upstream.url === 'none' || url === 'none',

@@ -1,6 +1,6 @@
 // The one Config schema: every key, its type and its default. Unknown keys are rejected (strict objects).
 import { z } from 'zod';
-import { parseImageReference } from '../registry/reference.js';
+import { canonicalRegistry, parseImageReference } from '../registry/reference.js';
 import { parseDuration, parseListen, parseSize } from './units.js';
 
 const duration = z.string().transform((text, ctx) => {
@@ -134,7 +134,9 @@ export const configSchema = z.strictObject({
   upstreams: z
     .array(upstreamEntry)
     .min(1)
-    .refine((list) => new Set(list.map((u) => u.name)).size === list.length, { message: 'each registry may be named once' })
+    .refine((list) => new Set(list.map((u) => canonicalRegistry(u.name))).size === list.length, {
+      message: 'each registry may be named once (index.docker.io and registry-1.docker.io are docker.io)',
+    })
     .optional(),
   tags: z
     .strictObject({

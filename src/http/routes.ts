@@ -8,7 +8,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { rangeLength } from '../registry/byte-range.js';
 import { RegistryError } from '../registry/errors.js';
 import { acceptClass } from '../registry/media-types.js';
-import { canonicalRegistry, parseDigest, parseManifestReference, parseRepository, registryPrefix, type Repository } from '../registry/reference.js';
+import { canonicalRegistry, parseDigest, parseManifestReference, parseRegistryHost, parseRepository, registryPrefix, type Repository } from '../registry/reference.js';
 import { OFFLINE_NOTE } from '../upstream/offline.js';
 import { header, type RequestContext } from './context.js';
 import { contentRange, parseRange } from './range.js';
@@ -70,9 +70,8 @@ export function createRoutes(deps: RouteDeps): Handler {
       throw new RegistryError('NOT_FOUND', 'no such endpoint');
     }
     const [, name = '', endpoint, reference = ''] = match;
-    const { mirror, repoName, prefixed } = chooseRegistry(deps, name, ctx.query);
+    const { mirror, repo, prefixed } = chooseRegistry(deps, name, ctx.query);
     ctx.registry = mirror.name;
-    const repo = parseRepository(repoName, mirror.name);
     if (endpoint === 'manifests') return serveManifest(deps, ctx, mirror, repo, decode(reference));
     if (endpoint === 'blobs') return serveBlob(deps, ctx, mirror, repo, decode(reference));
     if (reference === 'list' && method === 'GET') return serveTags(deps, ctx, mirror, repo, prefixed);
@@ -186,11 +185,12 @@ async function serveTags(deps: RouteDeps, ctx: RequestContext, mirror: MirroredR
   const list = await mirror.tagLists.list(repo, ctx.query, ctx);
   ctx.cache = list.source;
   deps.metrics.cacheRequests.inc({ registry: mirror.name, kind: 'tags', result: list.source === 'stale' ? 'hit' : list.source });
+  const link = list.link === undefined ? undefined : nextPageHere(list.link, mirror.name, prefixed, ctx.query);
   ctx.res.writeHead(200, {
     ...API_VERSION,
     'content-type': 'application/json',
     'content-length': list.body.length,
-    ...(list.link ? { link: nextPageHere(list.link, mirror.name, prefixed, ctx.query) } : {}),
+    ...(link ? { link } : {}),
   });
   ctx.bytes = list.body.length;
   ctx.res.end(list.body);
@@ -223,33 +223,46 @@ function sendText(ctx: RequestContext, status: number, body: string, contentType
  * skopeo and `docker pull mirror/ghcr.io/…`), else the default. One not configured here is NAME_UNKNOWN:
  * never answered from another registry's content.
  */
-function chooseRegistry(deps: RouteDeps, name: string, query: string): { mirror: MirroredRegistry; repoName: string; prefixed: boolean } {
-  // containerd names the registry in ?ns= and never adds a prefix: with ns, a dotted first component belongs to
-  // the repository (gcr.io/google.com/project/image is `google.com/project/image` on gcr.io).
+function chooseRegistry(deps: RouteDeps, name: string, query: string): { mirror: MirroredRegistry; repo: Repository; prefixed: boolean } {
+  // containerd names the registry in ?ns=: a dotted first component is then the repository's own
+  // (gcr.io/google.com/project/image is `google.com/project/image` on gcr.io), unless it names that registry
+  // again (a hosts.toml `override_path` ending in /v2/<registry>).
   const ns = query === '' ? undefined : namespaceOf(query);
-  const prefix = ns === undefined ? registryPrefix(name) : undefined;
+  const prefix = ns === undefined ? registryPrefix(name) : samePrefix(name, ns);
   const wanted = ns ?? prefix?.registry;
-  const repoName = prefix?.rest ?? name;
-  const prefixed = prefix !== undefined;
-  if (wanted === undefined) return { mirror: deps.defaultRegistry, repoName, prefixed };
-  const mirror = deps.registries.get(wanted);
+  const mirror = wanted === undefined ? deps.defaultRegistry : deps.registries.get(wanted);
+  // The name is checked before the registry, so that hostile input is NAME_INVALID whatever it names.
+  const repo = parseRepository(prefix?.rest ?? name, wanted ?? deps.defaultRegistry.name);
   if (!mirror) {
-    throw new RegistryError('NAME_UNKNOWN', `registry ${wanted} is not mirrored here`, { detail: { registry: wanted } });
+    throw new RegistryError('NAME_UNKNOWN', `registry ${wanted ?? ''} is not mirrored here`, { detail: { registry: wanted } });
   }
-  return { mirror, repoName, prefixed };
+  return { mirror, repo, prefixed: prefix !== undefined };
 }
 
-/** A next-page Link names a path on upstream (or on the plain repository): the client must come back the same way. */
-function nextPageHere(link: string, registry: string, prefixed: boolean, query: string): string {
-  if (prefixed) return link.replace('</v2/', `</v2/${registry}/`);
-  const ns = query === '' ? null : new URLSearchParams(query).get('ns');
-  return ns === null ? link : link.replace(/>/, `&ns=${encodeURIComponent(ns)}>`);
+function samePrefix(name: string, ns: string): { registry: string; rest: string } | undefined {
+  const slash = name.indexOf('/');
+  if (slash === -1 || canonicalRegistry(name.slice(0, slash)) !== ns) return undefined;
+  return { registry: ns, rest: name.slice(slash + 1) };
+}
+
+/**
+ * A next-page Link names a path on upstream (or on the plain repository), relative or absolute: the client must
+ * come back here, the same way it came (the path prefix, or `?ns=`).
+ */
+function nextPageHere(link: string, registry: string, prefixed: boolean, query: string): string | undefined {
+  const target = /<([^>]*)>/.exec(link)?.[1];
+  if (target === undefined) return undefined;
+  const url = new URL(target, 'http://mirror');
+  if (!url.pathname.startsWith('/v2/')) return undefined;
+  if (prefixed) url.pathname = `/v2/${registry}/${url.pathname.slice('/v2/'.length)}`;
+  else if (query !== '' && new URLSearchParams(query).has('ns')) url.searchParams.set('ns', registry);
+  return `<${url.pathname}${url.search}>; rel="next"`;
 }
 
 /** containerd's `?ns=<registry>`, with Docker Hub's other names folded into docker.io. */
 function namespaceOf(query: string): string | undefined {
   const ns = new URLSearchParams(query).get('ns');
-  return ns === null ? undefined : canonicalRegistry(ns);
+  return ns === null ? undefined : parseRegistryHost(ns);
 }
 
 /** References are percent-decoded (a client may send `sha256%3A…`); names are not (see RequestContext.path). */

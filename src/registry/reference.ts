@@ -21,10 +21,10 @@ const REGISTRY_HOST = /^[A-Za-z0-9]+(?:[.-][A-Za-z0-9]+)*(?::\d{1,5})?$/;
 
 /**
  * Parses a repository name as it appears in a /v2/<name>/ path and normalizes Docker Hub's official images:
- * `alpine` means `library/alpine`. Anything not in the grammar (percent-encoding, `..`, backslashes, empty
- * components, uppercase) is NAME_INVALID, so no name can ever address a path outside the data directory.
+ * `alpine` means `library/alpine` (on docker.io only). Anything not in the grammar (percent-encoding, `..`,
+ * backslashes, empty components, uppercase) is NAME_INVALID, so no name can ever address a path outside the
+ * data directory.
  */
-/** A repository name; Docker Hub's one-component names are its official images (`alpine` → `library/alpine`). */
 export function parseRepository(name: string, registry: string = DOCKER_HUB): Repository {
   const components = name.split('/');
   if (name.length === 0 || name.length > MAX_NAME_LENGTH || !components.every((c) => COMPONENT.test(c))) {
@@ -124,13 +124,24 @@ export function canonicalRegistry(host: string): string {
   return DOCKER_HUB_ALIASES.has(lower) ? DOCKER_HUB : lower;
 }
 
-/** `ghcr.io/owner/image` → the registry and the rest; undefined when the name starts with no registry host. */
+/**
+ * `ghcr.io/owner/image` → the registry and the rest; undefined when the name starts with no registry host. A
+ * first component that looks like a host (a `.` or `:`) but is not one is NAME_INVALID, never Docker Hub's.
+ */
 export function registryPrefix(name: string): { registry: string; rest: string } | undefined {
   const slash = name.indexOf('/');
   if (slash === -1) return undefined;
   const first = name.slice(0, slash);
-  if (!isRegistryHost(first) || !REGISTRY_HOST.test(first)) return undefined;
-  return { registry: canonicalRegistry(first), rest: name.slice(slash + 1) };
+  if (!isRegistryHost(first)) return undefined;
+  return { registry: parseRegistryHost(first), rest: name.slice(slash + 1) };
+}
+
+/** A registry host as a client names one (a path prefix, containerd's `?ns=`), canonical; else NAME_INVALID. */
+export function parseRegistryHost(text: string): string {
+  if (!REGISTRY_HOST.test(text) || text.length > MAX_NAME_LENGTH) {
+    throw new RegistryError('NAME_INVALID', 'invalid registry host', { detail: { registry: text.slice(0, 300) } });
+  }
+  return canonicalRegistry(text);
 }
 
 /** Docker's reference grammar: a first path component with a `.` or `:`, or `localhost`, names a registry. */

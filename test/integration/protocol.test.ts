@@ -43,6 +43,7 @@ describe('bad input', () => {
     ['/v2/Foo/manifests/latest', 400, 'NAME_INVALID'],
     ['/v2/a/../b/manifests/latest', 400, 'NAME_INVALID'],
     ['/v2/../../etc/manifests/latest', 400, 'NAME_INVALID'],
+    ['/v2/evil.com/../x/manifests/latest', 400, 'NAME_INVALID'],
     ['/v2/%2e%2e/manifests/latest', 400, 'NAME_INVALID'],
     ['/v2/library/%2e%2e/blobs/sha256:' + hex64, 400, 'NAME_INVALID'],
     ['/v2/a%2fb/manifests/latest', 400, 'NAME_INVALID'],

@@ -64,12 +64,14 @@ describe('one mirror, two registries', () => {
   });
 
   it('keeps the tags of each registry apart, and short names become library/ on Docker Hub only', async () => {
-    // regowner/regtool:1 exists behind both fronts (one registry underneath): it is two tags here, one per registry.
-    expect((await v2('/v2/regowner/regtool/manifests/1?ns=docker.io')).status).toBe(200);
-    expect((await v2('/v2/ghcr.io/regowner/regtool/manifests/1')).status).toBe(200);
+    // One repository behind both fronts (one registry underneath): two tags here, one per registry, each asked
+    // of its own upstream.
+    await pushImage(inject('registryUrl'), 'regowner/apart', '1', buildSchema2Image({ os: 'linux', architecture: 'amd64', layers: [await buildLayer({ sizeBytes: 512, seed: 'registries-apart' })] }));
+    expect((await v2('/v2/regowner/apart/manifests/1?ns=docker.io', 'HEAD')).status).toBe(200);
+    expect((await v2('/v2/ghcr.io/regowner/apart/manifests/1', 'HEAD')).status).toBe(200);
     await Promise.all([hub.idle(), ghcr.idle()]);
-    expect(hub.count({ kind: 'manifest', method: 'HEAD', pathIncludes: 'regowner/regtool' })).toBe(1);
-    expect(ghcr.count({ kind: 'manifest', method: 'HEAD', pathIncludes: 'regowner/regtool' })).toBeLessThanOrEqual(1);
+    expect(hub.count({ kind: 'manifest', method: 'HEAD', pathIncludes: 'regowner/apart' })).toBe(1);
+    expect(ghcr.count({ kind: 'manifest', method: 'HEAD', pathIncludes: 'regowner/apart' })).toBe(1);
     hub.reset();
     ghcr.reset();
     expect((await v2('/v2/ghcr.io/regbase/manifests/1')).status).toBe(404); // not library/regbase on ghcr.io
@@ -84,6 +86,17 @@ describe('one mirror, two registries', () => {
     expect([answer.status, answer.digest]).toEqual([200, image.digest]);
     await ghcr.idle();
     expect(ghcr.requests.some((r) => r.path.startsWith('/v2/google.com/x/tool/'))).toBe(true);
+  });
+
+  it('strips a path prefix that repeats ?ns= (containerd override_path), and refuses hosts that are no hosts', async () => {
+    expect((await v2('/v2/ghcr.io/regowner/regtool/manifests/1?ns=ghcr.io')).digest).toBe(ghcrImage.digest);
+    for (const path of ['/v2/foo_bar.baz/x/manifests/1', '/v2/regowner/regtool/manifests/1?ns=../../etc', `/v2/regowner/regtool/manifests/1?ns=${'a'.repeat(300)}`]) {
+      const answer = await v2(path);
+      expect([path, answer.status, (JSON.parse(answer.text) as { errors: Array<{ code: string }> }).errors[0]?.code]).toEqual([path, 400, 'NAME_INVALID']);
+      expect(answer.text.length).toBeLessThan(1000);
+    }
+    await Promise.all([hub.idle(), ghcr.idle()]);
+    expect([...hub.requests, ...ghcr.requests].filter((r) => r.path.includes('foo_bar'))).toEqual([]);
   });
 
   it('answers a registry that is not configured with NAME_UNKNOWN naming it, asking no upstream', async () => {

@@ -157,6 +157,19 @@ describe('BlobFills', () => {
     expect(inUse.has(digest)).toBe(false);
   });
 
+  it("lets another registry's 404 for the same digest reach nobody but its own clients", async () => {
+    const { fills } = await setup();
+    const { bytes, digest } = content(70_000);
+    const ghcr = new MemoryUpstream('ghcr.io');
+    ghcr.add(digest, bytes);
+    // docker.io does not have it and answers first; ghcr.io's client, arriving meanwhile, still gets its blob.
+    const [fromHub, fromGhcr] = await Promise.all([fills.join(repo, digest, source), fills.join(repo, digest, { upstream: ghcr, fillTimeoutMs: 30_000 })]);
+    expect(fromHub).toBeUndefined();
+    expect(fromGhcr).toBeDefined();
+    expect((await drain((fromGhcr as { fill: { read(): Readable } }).fill.read())).bytes.equals(bytes)).toBe(true);
+    expect(ghcr.fetches).toHaveLength(1);
+  });
+
   it('adopts a stored file whose index record a crash lost, without asking upstream', async () => {
     const { fills, upstream, disk, index } = await setup();
     const { bytes, digest } = content(70_000);

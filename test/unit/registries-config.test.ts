@@ -51,7 +51,20 @@ describe('registriesOf', () => {
     ]);
   });
 
+  it("keeps each registry's trust its own: Docker Hub's realms and account, and a renamed upstream's URL", () => {
+    const config = parseConfig({
+      upstream: { name: 'registry.internal', url: 'https://registry.internal', authRealms: ['sso.corp.example'] },
+      upstreams: [{ name: 'index.docker.io' }, { name: 'registry.internal' }, { name: 'ghcr.io' }],
+    });
+    const [hub, internal, ghcr] = registriesOf(config).list;
+    expect(hub).toMatchObject({ name: 'docker.io', url: 'https://registry-1.docker.io', authRealms: [] });
+    expect(internal).toMatchObject({ name: 'registry.internal', url: 'https://registry.internal', authRealms: ['sso.corp.example'] });
+    expect(ghcr).toMatchObject({ authRealms: [] });
+    expect(registriesOf(config).defaultName).toBe('docker.io');
+  });
+
   it('refuses a registry named twice, or a name that is no registry host', () => {
+    expect(() => parseConfig({ upstreams: [{ name: 'docker.io' }, { name: 'index.docker.io' }] })).toThrow(/each registry may be named once/);
     expect(() => parseConfig({ upstreams: [{ name: 'ghcr.io' }, { name: 'ghcr.io' }] })).toThrow(/each registry may be named once/);
     expect(() => parseConfig({ upstreams: [{ name: 'https://ghcr.io' }] })).toThrow(ConfigError);
     expect(() => parseConfig({ upstreams: [] })).toThrow(ConfigError);
@@ -63,6 +76,12 @@ describe('${NAME} in the config file', () => {
     const file = await configFile('upstreams:\n  - name: ghcr.io\n    credentials: { username: bot, password: "${GHCR_TOKEN}" }\n');
     const config = await loadConfig({ file, env: { GHCR_TOKEN: 'ghp_s3cret' } });
     expect(registriesOf(config).list[0]?.credentials).toEqual({ username: 'bot', password: 'ghp_s3cret' });
+  });
+
+  it('keeps $${ as a literal ${', async () => {
+    const file = await configFile('upstreams:\n  - name: ghcr.io\n    credentials: { username: bot, password: "a$${B}c" }\n');
+    const config = await loadConfig({ file, env: {} });
+    expect(registriesOf(config).list[0]?.credentials?.password).toBe('a${B}c');
   });
 
   it('is an error naming the key when the variable is not set, never an empty password', async () => {
