@@ -68,6 +68,12 @@ export async function readWhole(blob: OpenBlob): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/** A stored file's bytes (small ones: manifests), or undefined when it is not stored. The graph walks' `read`. */
+export async function readStored(store: Pick<BlobStore, 'open'>, digest: Digest): Promise<Buffer | undefined> {
+  const opened = await store.open(digest);
+  return opened && readWhole(opened);
+}
+
 export interface BlobStore {
   stat(digest: Digest): Promise<BlobInfo | undefined>;
   /** Undefined when the blob is not stored. Async so that a missing file is known before any header is sent. */

@@ -11,7 +11,7 @@ import type { TagIndex } from '../index/tag-index.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { walkManifests } from '../registry/manifest-graph.js';
 import { parseImageReference, type Digest } from '../registry/reference.js';
-import { readWhole, type BlobStore } from './blob-store.js';
+import { readStored, type BlobStore } from './blob-store.js';
 import type { InUse } from './in-use.js';
 
 export interface RetentionConfig {
@@ -226,10 +226,7 @@ export class Retention {
         artifactBlobs: true,
         dedupe: true,
         stat: (node) => index.get(node.digest),
-        read: async (node) => {
-          const opened = await store.open(node.digest);
-          return opened && readWhole(opened);
-        },
+        read: (node) => readStored(store, node.digest),
       },
     );
     return new Set(nodes.map((n) => n.digest));

@@ -1,5 +1,5 @@
 // `regmirror ls`: the cached repositories and tags, read from the index of a stopped mirror.
-import { DiskBlobStore, readWhole } from '../cache/blob-store.js';
+import { DiskBlobStore, readStored } from '../cache/blob-store.js';
 import { BlobIndex } from '../index/blob-index.js';
 import { DOCKER_HUB } from '../registry/reference.js';
 import { LevelTagIndex, type TagEntry } from '../index/tag-index.js';
@@ -62,10 +62,7 @@ async function imageSize(entry: TagEntry, blobs: BlobIndex, store: DiskBlobStore
     artifactBlobs: true,
     dedupe: false,
     stat: (node) => blobs.get(node.digest),
-    read: async (node) => {
-      const opened = await store.open(node.digest);
-      return opened && readWhole(opened);
-    },
+    read: (node) => readStored(store, node.digest),
   });
   return nodes.reduce((total, node) => total + (node.info?.size ?? 0), 0);
 }
