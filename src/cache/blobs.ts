@@ -103,6 +103,8 @@ export class BlobCache {
     const joined = await this.deps.fills.join(repo, digest, this.deps);
     if (!joined) return undefined;
     const { fill, coalesced } = joined;
+    // Upstream answered this repository's GET (seed comes here without the guard's check): it holds the digest.
+    if (!coalesced) await this.deps.guard?.record(repo, digest);
     return {
       size: fill.size,
       mediaType: fill.mediaType,
