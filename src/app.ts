@@ -11,6 +11,7 @@ import { BlobFills } from './cache/fills.js';
 import { InUse } from './cache/in-use.js';
 import { manifestBodies, type ManifestBodies } from './cache/manifest-store.js';
 import { ManifestCache } from './cache/manifests.js';
+import { RepoGuard } from './cache/repo-guard.js';
 import { Retention, type GcReport } from './cache/retention.js';
 import { TagLists } from './cache/tag-lists.js';
 import { registriesOf, type RegistryConfig } from './config/registries.js';
@@ -21,6 +22,8 @@ import { BlobIndex } from './index/blob-index.js';
 import { openIndex, type IndexDb } from './index/db.js';
 import { LevelTagIndex } from './index/tag-index.js';
 import { PinIndex } from './index/pin-index.js';
+import { RepoBlobIndex } from './index/repo-blob-index.js';
+import { repositoryAllowed } from './registry/repository-glob.js';
 import { Metrics } from './metrics/metrics.js';
 import { RegistryClient } from './upstream/client.js';
 import { OfflineUpstream } from './upstream/offline.js';
@@ -113,7 +116,8 @@ async function openCache(config: Config, log: Logger, options: CacheOptions = {}
   const fills = new BlobFills({ store, index, metrics, log: log.child({ module: 'fill' }), retention, inUse });
   const { list, defaultName } = registriesOf(config);
   const bodies = manifestBodies(config.cache.manifestMemoryBytes);
-  const shared = { store, index, tags, fills, inUse, metrics, now, bodies };
+  const repoBlobs = new RepoBlobIndex(db, config.cache.metadataEntries);
+  const shared = { store, index, tags, fills, inUse, metrics, now, bodies, repoBlobs };
   const registries = new Map(list.map((r) => [r.name, openRegistry(config, r, shared, log.child({ registry: r.name }))]));
   // Pull counts per tag and last-access times reach the index in batches, not one write per hit.
   const flush = async (): Promise<void> => {
@@ -152,10 +156,12 @@ interface SharedParts {
   now: () => number;
   /** Manifest bodies in memory (cache.manifestMemoryBytes in all), shared by every registry. */
   bodies: ManifestBodies;
+  /** Which repository holds which digest, for the registries pulled with credentials. */
+  repoBlobs: RepoBlobIndex;
 }
 
 function openRegistry(config: Config, r: RegistryConfig, shared: SharedParts, log: Logger): RegistryParts {
-  const { store, index, tags, fills, inUse, metrics, now, bodies } = shared;
+  const { store, index, tags, fills, inUse, metrics, now, bodies, repoBlobs } = shared;
   const rateLimit = new RateLimitTracker(config.rateLimit.reserve, metrics, log.child({ module: 'ratelimit' }), now, r.name);
   const client = r.offline ? undefined : new RegistryClient(r, metrics, rateLimit, now);
   // Every registry's series exist from the start, at 0, for dashboards and absent() alerts.
@@ -163,6 +169,9 @@ function openRegistry(config: Config, r: RegistryConfig, shared: SharedParts, lo
   metrics.upstreamBytes.inc({ registry: r.name }, 0);
   for (const result of ['ok', 'error']) metrics.fills.inc({ registry: r.name, result }, 0);
   const upstream: Upstream = client ?? new OfflineUpstream(r.name);
+  // Credentials may open private repositories: then content by digest is served only for a repository known to
+  // hold it (issue 14, finding 3). Anonymous pulls fetch public content only, shared by digest as before.
+  const guard = client && r.credentials ? new RepoGuard({ index: repoBlobs, upstream, log: log.child({ module: 'guard' }) }) : undefined;
   const manifests = new ManifestCache({
     store,
     index,
@@ -175,10 +184,11 @@ function openRegistry(config: Config, r: RegistryConfig, shared: SharedParts, lo
     memoryBytes: config.cache.manifestMemoryBytes,
     bodies,
     now,
+    guard,
   });
-  const blobs = new BlobCache({ store, index, fills, upstream, fillTimeoutMs: r.fillTimeout, manifests, inUse });
+  const blobs = new BlobCache({ store, index, fills, upstream, fillTimeoutMs: r.fillTimeout, manifests, inUse, guard });
   const tagLists = new TagLists({ upstream, tags, log: log.child({ module: 'tags' }) });
-  return { name: r.name, offline: r.offline, upstream, client, rateLimit, manifests, blobs, tagLists };
+  return { name: r.name, offline: r.offline, allows: repositoryAllowed(r.allow), upstream, client, rateLimit, manifests, blobs, tagLists };
 }
 
 /** The cache of a stopped mirror, wired for `regmirror seed`. */

@@ -13,6 +13,7 @@ import { DETACHED, type ClientAbort } from './client-abort.js';
 import type { BlobFills } from './fills.js';
 import type { InUse } from './in-use.js';
 import type { ManifestCache } from './manifests.js';
+import type { RepoGuard } from './repo-guard.js';
 
 export type BlobSource = 'hit' | 'miss' | 'coalesced';
 
@@ -47,6 +48,8 @@ export interface BlobCacheDeps {
   manifests: Pick<ManifestCache, 'byDigest'>;
   /** Keeps a blob from eviction while it is streamed. */
   inUse: InUse;
+  /** Present when the registry is pulled with credentials: content by digest only for a repository that holds it. */
+  guard?: RepoGuard | undefined;
 }
 
 export class BlobCache {
@@ -58,6 +61,9 @@ export class BlobCache {
    * /blobs/ for a manifest digest and breaks on application/octet-stream.
    */
   async get(repo: Repository, digest: Digest): Promise<BlobHandle | undefined> {
+    // Asked before the local copy and before joining a download, either of which may be another repository's.
+    const { guard } = this.deps;
+    if (guard && !(await guard.holds(repo, digest, 'blob'))) return undefined;
     return (await this.lookup(digest)) ?? (await this.fetch(repo, digest)) ?? (await this.manifestAsBlob(repo, digest));
   }
 
@@ -97,6 +103,8 @@ export class BlobCache {
     const joined = await this.deps.fills.join(repo, digest, this.deps);
     if (!joined) return undefined;
     const { fill, coalesced } = joined;
+    // Upstream answered this repository's GET (seed comes here without the guard's check): it holds the digest.
+    if (!coalesced) await this.deps.guard?.record(repo, digest);
     return {
       size: fill.size,
       mediaType: fill.mediaType,
@@ -109,10 +117,16 @@ export class BlobCache {
 
   /** What a HEAD needs: from the index, or upstream's HEAD (which starts no download). */
   async head(repo: Repository, digest: Digest, client: ClientAbort = DETACHED): Promise<(BlobMeta & { source: BlobSource }) | undefined> {
-    const record = await this.deps.index.get(digest);
-    if (record) return { size: record.size, mediaType: record.mediaType, manifest: record.manifest, source: 'hit' };
-    const remote = await this.deps.upstream.statBlob(repo, digest, { signal: client.signal });
+    const { index, upstream, guard } = this.deps;
+    const record = await index.get(digest);
+    if (record) {
+      if (guard && !(await guard.holds(repo, digest, record.manifest ? 'manifest' : 'blob', client.signal))) return undefined;
+      return { size: record.size, mediaType: record.mediaType, manifest: record.manifest, source: 'hit' };
+    }
+    const remote = await upstream.statBlob(repo, digest, { signal: client.signal });
     if (!remote) return undefined;
+    // Upstream's HEAD for this repository is the confirmation a guard asks for.
+    await guard?.record(repo, digest);
     return { size: remote.size, mediaType: remote.mediaType ?? 'application/octet-stream', manifest: false, source: 'miss' };
   }
 

@@ -13,6 +13,7 @@ import { OFFLINE_NOTE } from '../upstream/offline.js';
 import type { FetchedManifest, Upstream } from '../upstream/upstream.js';
 import { diskFullReason, readWhole, type BlobStore } from './blob-store.js';
 import { DETACHED, type ClientAbort } from './client-abort.js';
+import type { RepoGuard } from './repo-guard.js';
 import { SingleFlight } from './single-flight.js';
 
 export type ManifestSource = 'hit' | 'miss' | 'coalesced' | 'stale';
@@ -36,6 +37,8 @@ export interface ManifestStoreDeps {
   /** Bodies in memory, by digest; shared by every registry's store, since a digest is the same bytes anywhere. */
   bodies?: ManifestBodies | undefined;
   now: () => number;
+  /** Present when the registry is pulled with credentials: a digest only for a repository that holds it. */
+  guard?: RepoGuard | undefined;
 }
 
 interface LocalManifest {
@@ -59,11 +62,16 @@ export class ManifestStore {
   }
 
   async byDigest(repo: Repository, digest: Digest, accept: AcceptClass, withBody: boolean, client: ClientAbort = DETACHED): Promise<ManifestAnswer> {
+    const { guard } = this.deps;
     const local = await this.local(digest, withBody);
-    if (local) return local;
+    if (local) {
+      if (guard && !(await guard.holds(repo, digest, 'manifest', client.signal))) throw this.unknown(repo, digest);
+      return local;
+    }
     if (!withBody) {
       const head = await this.deps.upstream.resolveManifest(repo, digest, { accept: accept.header, signal: client.signal });
       if (!head) throw this.unknown(repo, digest);
+      await guard?.record(repo, digest);
       return { digest, mediaType: head.mediaType, size: head.size, bytes: undefined, source: 'miss' };
     }
     return this.fetch(repo, digest, accept, client);
@@ -74,8 +82,10 @@ export class ManifestStore {
    * upstream's HEAD did not name a digest; by digest, the bytes are exactly what was announced.
    */
   async fetch(repo: Repository, reference: string, accept: AcceptClass, client: ClientAbort): Promise<ManifestAnswer> {
-    // A digest is the same bytes whoever asks; a tag is one repository's, and answered per Accept class.
-    const key = reference.includes(':') ? reference : `${repo}:${reference}#${accept.key}`;
+    // A digest is the same bytes whoever asks (unless a guard keeps repositories apart: then a GET for one
+    // repository answers that one only); a tag is one repository's, and answered per Accept class.
+    const byDigest = this.deps.guard ? `${repo}@${reference}` : reference;
+    const key = reference.includes(':') ? byDigest : `${repo}:${reference}#${accept.key}`;
     const { value, shared } = await this.fetches.do(key, (signal) => this.fetchAndStore(repo, reference, accept, signal), client.signal);
     if (!value) throw this.unknown(repo, reference);
     const { digest, mediaType, bytes } = value;
@@ -111,6 +121,7 @@ export class ManifestStore {
   private async fetchAndStore(repo: Repository, reference: string, accept: AcceptClass, signal: AbortSignal) {
     const fetched = await this.deps.upstream.fetchManifest(repo, reference, { accept: accept.header, signal });
     if (!fetched) return undefined;
+    await this.deps.guard?.record(repo, fetched.digest);
     if (!this.bodies.has(fetched.digest) && !(await this.deps.index.get(fetched.digest))?.manifest) {
       await this.store(fetched).catch((err: unknown) => {
         // A full disk costs the cache, not the client: the manifest is answered from memory.

@@ -15,6 +15,7 @@ import type { ManifestHead, Upstream } from '../upstream/upstream.js';
 import type { BlobStore } from './blob-store.js';
 import { ManifestStore, type ManifestAnswer, type ManifestBodies } from './manifest-store.js';
 import { DETACHED, type ClientAbort } from './client-abort.js';
+import type { RepoGuard } from './repo-guard.js';
 import { SingleFlight } from './single-flight.js';
 import { tagTtlPolicy, type TagTtl } from './tag-policy.js';
 
@@ -33,6 +34,8 @@ export interface ManifestCacheDeps {
   /** Shared with the other registries' caches (see ManifestStoreDeps). */
   bodies?: ManifestBodies | undefined;
   now?: () => number;
+  /** See ManifestStoreDeps. */
+  guard?: RepoGuard | undefined;
 }
 
 export interface TagOptions {

@@ -1,5 +1,6 @@
 // How long a tag's digest is trusted: the first rule whose pattern matches `repository:tag`, else the default.
 import type { TagsConfig } from '../config/schema.js';
+import { globToRegExp } from '../registry/repository-glob.js';
 
 export type TagTtl = (repo: string, tag: string) => number;
 
@@ -15,9 +16,4 @@ export function tagTtlPolicy(config: Pick<TagsConfig, 'ttl' | 'rules'>): TagTtl 
     for (const rule of rules) if (names.some((name) => rule.pattern.test(name))) return rule.ttl;
     return config.ttl;
   };
-}
-
-function globToRegExp(glob: string): RegExp {
-  const escaped = glob.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'));
-  return new RegExp(`^${escaped.join('.*')}$`);
 }

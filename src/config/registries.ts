@@ -34,6 +34,8 @@ export function registriesOf(config: Config): Registries {
       // Who may receive credentials is each registry's own: upstream's account and trusted realms stay upstream's.
       credentials: entry.credentials ?? (isUpstream ? upstream.credentials : undefined),
       authRealms: entry.authRealms ?? (isUpstream ? upstream.authRealms : []),
+      // Repository paths mean something on one registry only: upstream.allow is the registry upstream names.
+      allow: entry.allow ?? (isUpstream ? upstream.allow : undefined),
       url: upstream.url === 'none' ? 'none' : url,
       tags: { ...tags, ttl: own?.ttl ?? tags.ttl, rules: own?.rules ?? tags.rules },
       offline: upstream.url === 'none' || url === 'none',

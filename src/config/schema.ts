@@ -76,6 +76,11 @@ const upstreamUrl = z.string().transform((text, ctx) => {
 
 const registryName = z.string().regex(/^[a-z0-9]+(?:[.-][a-z0-9]+)*(?::\d{1,5})?$/, 'expected a registry host such as "ghcr.io" or "registry.example:5000"');
 const tagRules = z.array(z.strictObject({ match: z.string().min(1), ttl: duration }));
+/**
+ * Repositories this registry serves, as globs over the repository path (`library/*`, `myorg/*`; `*` matches
+ * anything, slashes included). Absent: every repository. Anything else is 403 DENIED, never asked upstream.
+ */
+const allowList = z.array(z.string().min(1)).optional();
 
 /** One more registry behind the same port; every key it leaves out comes from `upstream` (and `tags`). */
 const upstreamEntry = z.strictObject({
@@ -92,6 +97,7 @@ const upstreamEntry = z.strictObject({
   fillTimeout: duration.optional(),
   breakerFailures: z.int().min(1).max(1000).optional(),
   breakerCooldown: duration.optional(),
+  allow: allowList,
   tags: z.strictObject({ ttl: duration.optional(), rules: tagRules.optional() }).optional(),
 });
 
@@ -125,6 +131,7 @@ export const configSchema = z.strictObject({
       /** After this many consecutive failures (refused, timeout, 5xx) upstream is not asked for `cooldown`. */
       breakerFailures: z.int().min(1).max(1000).default(3),
       breakerCooldown: duration.prefault('30s'),
+      allow: allowList,
     })
     .prefault({}),
   /**

@@ -25,6 +25,8 @@ export interface MirroredRegistry {
   readonly name: string;
   /** No upstream: a miss says the mirror is offline. */
   readonly offline: boolean;
+  /** The registry's allow list (config `allow`): false for a repository this mirror does not serve. */
+  allows(repo: Repository): boolean;
   blobs: BlobCache;
   manifests: ManifestCache;
   tagLists: TagLists;
@@ -72,6 +74,9 @@ export function createRoutes(deps: RouteDeps): Handler {
     const [, name = '', endpoint, reference = ''] = match;
     const { mirror, repo, prefixed } = chooseRegistry(deps, name, ctx.query);
     ctx.registry = mirror.name;
+    // Before any cache or upstream work: a mirror is no open proxy, and an account's private repositories stay
+    // out unless listed (issue 14). Asked here, once, for manifests, blobs and tags/list alike.
+    if (!mirror.allows(repo)) throw new RegistryError('DENIED', 'repository not allowed by this mirror', { detail: { name: repo } });
     if (endpoint === 'manifests') return serveManifest(deps, ctx, mirror, repo, decode(reference));
     if (endpoint === 'blobs') return serveBlob(deps, ctx, mirror, repo, decode(reference));
     if (reference === 'list' && method === 'GET') return serveTags(deps, ctx, mirror, repo, prefixed);
