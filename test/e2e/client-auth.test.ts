@@ -59,4 +59,15 @@ describe('podman against a mirror with auth.htpasswd', () => {
 
     expect(await client.pull(nginx)).toBe(images.nginx.digest);
   });
+
+  it('pulls docker.io/library/alpine:3.19 with regmirror as its docker.io mirror, with the login of the mirror host', async () => {
+    // podman (containers/image) looks credentials up per mirror host: the login of the test above (same auth
+    // file) serves mirror pulls too; anonymous clients may pull nothing here, so without it this is refused.
+    const mirrored = await startPodman(mirror.url, { authFile: join(dir, 'auth.json') });
+    try {
+      expect(await mirrored.pull(images.alpine)).toBe(images.alpine.digest);
+    } finally {
+      await mirrored.close();
+    }
+  });
 });
