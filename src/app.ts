@@ -16,6 +16,7 @@ import { Retention, type GcReport } from './cache/retention.js';
 import { TagLists } from './cache/tag-lists.js';
 import { registriesOf, type RegistryConfig } from './config/registries.js';
 import type { Config } from './config/schema.js';
+import { ClientAuth } from './http/client-auth.js';
 import { createRoutes, type MirroredRegistry } from './http/routes.js';
 import { RegistryServer } from './http/server.js';
 import { BlobIndex } from './index/blob-index.js';
@@ -219,6 +220,8 @@ export async function openBundles(config: Config, log: Logger): Promise<Bundles>
 export async function createMirror(config: Config, log: Logger, options: Pick<CacheOptions, 'now'> = {}): Promise<Mirror> {
   // Unreadable TLS files fail the start before anything touches the data directory.
   const tls = config.tls && { cert: await readFile(config.tls.cert), key: await readFile(config.tls.key) };
+  // So does an unreadable htpasswd file: a mirror meant to be private never starts open.
+  const auth = config.auth && (await ClientAuth.open(config.auth, log.child({ module: 'auth' }), options.now));
   const cache = await openCache(config, log, options);
   const { metrics, db, retention, registries } = cache;
   const flush = (): Promise<void> => cache.flush();
@@ -239,6 +242,7 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
       defaultRegistry: cache.defaultRegistry,
       metrics,
       registry: metrics.registry,
+      auth,
     }),
     log,
     metrics,

@@ -101,6 +101,32 @@ const upstreamEntry = z.strictObject({
   tags: z.strictObject({ ttl: duration.optional(), rules: tagRules.optional() }).optional(),
 });
 
+/**
+ * A repository pattern with its registry (`docker.io/library/*`, `ghcr.io/myorg/*`); `*` matches anything, `/`
+ * included. A first component that names no registry would never match, so it is refused here.
+ */
+const repositoryPattern = z
+  .string()
+  .regex(/^[a-z0-9*][a-z0-9._:*/-]*$/, 'expected a repository pattern such as "docker.io/library/*"')
+  .refine((pattern) => {
+    const first = pattern.split('/')[0] ?? '';
+    return first.includes('*') || first.includes('.') || first.includes(':') || first === 'localhost';
+  }, 'a repository pattern starts with its registry: "docker.io/library/*", not "library/*"');
+
+/** Client authentication (issue 14). Absent: every client may pull everything, as before. */
+const auth = z.strictObject({
+  /** bcrypt lines as `htpasswd -B` writes them; reloaded when the file changes. */
+  htpasswd: z.string().min(1),
+  /** What clients without credentials may pull; a request outside it is asked to log in (401). */
+  anonymous: z.array(repositoryPattern).default([]),
+  /** What every user of the htpasswd file may pull. */
+  authenticated: z.array(repositoryPattern).default(['*']),
+  /** What one user may pull besides `authenticated` and `anonymous`; outside all three: 403 DENIED. */
+  users: z.record(z.string().regex(/^[^:\s]+$/, 'expected an htpasswd user name'), z.array(repositoryPattern)).default({}),
+  /** /metrics asks for a user of the file too (/healthz and /readyz never do). */
+  metrics: z.boolean().default(false),
+});
+
 export const configSchema = z.strictObject({
   /** Address the registry API listens on. */
   listen: listen.prefault('127.0.0.1:5000'),
@@ -198,6 +224,7 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /** Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain and key. Absent: plain HTTP. */
   tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+  auth: auth.optional(),
   /** How long in-flight responses may take to finish on SIGTERM before the process exits anyway. */
   shutdownTimeout: duration.prefault('10s'),
 });
@@ -206,3 +233,4 @@ export type ConfigInput = z.input<typeof configSchema>;
 export type Config = Readonly<z.output<typeof configSchema>>;
 export type UpstreamConfig = Config['upstream'];
 export type TagsConfig = Config['tags'];
+export type AuthConfig = NonNullable<Config['auth']>;

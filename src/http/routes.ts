@@ -10,6 +10,7 @@ import { RegistryError } from '../registry/errors.js';
 import { acceptClass } from '../registry/media-types.js';
 import { canonicalRegistry, parseDigest, parseManifestReference, parseRegistryHost, parseRepository, registryPrefix, type Repository } from '../registry/reference.js';
 import { OFFLINE_NOTE } from '../upstream/offline.js';
+import type { ClientAuth } from './client-auth.js';
 import { header, type RequestContext } from './context.js';
 import { contentRange, parseRange } from './range.js';
 import { sendFileRange } from './send-file.js';
@@ -41,6 +42,8 @@ export interface RouteDeps {
   defaultRegistry: MirroredRegistry;
   metrics: Metrics;
   registry: Registry;
+  /** Client authentication and access rules (`auth`); absent: every client may pull everything. */
+  auth?: ClientAuth | undefined;
 }
 
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' } as const;
@@ -59,13 +62,17 @@ export function createRoutes(deps: RouteDeps): Handler {
       return sendText(ctx, readiness.ready ? 200 : 503, JSON.stringify(readiness), 'application/json');
     }
     if (path === '/metrics') {
+      if (deps.auth?.guardsMetrics) await deps.auth.check(ctx, { kind: 'metrics' });
       return sendText(ctx, 200, await deps.registry.metrics(), deps.registry.contentType);
     }
     if (!path.startsWith('/v2/') && path !== '/v2') throw new RegistryError('NOT_FOUND', 'no such endpoint');
     if (!READ_METHODS.has(method)) {
       throw new RegistryError('UNSUPPORTED', 'this mirror is read-only', { headers: { allow: 'GET, HEAD' } });
     }
-    if (path === '/v2/' || path === '/v2') return sendText(ctx, 200, '{}', 'application/json');
+    if (path === '/v2/' || path === '/v2') {
+      await deps.auth?.check(ctx, { kind: 'root' });
+      return sendText(ctx, 200, '{}', 'application/json');
+    }
     const match = REPO_ROUTE.exec(path);
     if (!match) {
       if (path.includes('/blobs/uploads')) throw new RegistryError('UNSUPPORTED', 'this mirror is read-only');
@@ -74,8 +81,9 @@ export function createRoutes(deps: RouteDeps): Handler {
     const [, name = '', endpoint, reference = ''] = match;
     const { mirror, repo, prefixed } = chooseRegistry(deps, name, ctx.query);
     ctx.registry = mirror.name;
-    // Before any cache or upstream work: a mirror is no open proxy, and an account's private repositories stay
-    // out unless listed (issue 14). Asked here, once, for manifests, blobs and tags/list alike.
+    // Before any cache or upstream work: a refused client learns nothing, not even whether content is cached;
+    // and a mirror is no open proxy: an account's private repositories stay out unless listed (issue 14).
+    if (deps.auth) await deps.auth.check(ctx, { kind: 'repository', registry: mirror.name, repo });
     if (!mirror.allows(repo)) throw new RegistryError('DENIED', 'repository not allowed by this mirror', { detail: { name: repo } });
     if (endpoint === 'manifests') return serveManifest(deps, ctx, mirror, repo, decode(reference));
     if (endpoint === 'blobs') return serveBlob(deps, ctx, mirror, repo, decode(reference));

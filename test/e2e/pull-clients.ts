@@ -44,6 +44,8 @@ export interface ClientSetup {
   hostsDir?: string;
   /** podman, skopeo: the registries.conf they read. */
   registriesConf?: string;
+  /** podman: the auth file (`podman login --authfile`) its pulls read, instead of the user's own. */
+  authFile?: string;
 }
 
 export interface PullClient {
@@ -244,7 +246,13 @@ export async function startPodman(mirrorUrl: string, setup: ClientSetup = {}): P
         ...args,
       ],
       // TMPDIR: containers/image stages big files there, /var/tmp by default.
-      { env: { CONTAINERS_REGISTRIES_CONF: registriesConf, TMPDIR: dir } },
+      {
+        env: {
+          CONTAINERS_REGISTRIES_CONF: registriesConf,
+          TMPDIR: dir,
+          ...(setup.authFile === undefined ? {} : { REGISTRY_AUTH_FILE: setup.authFile }),
+        },
+      },
     );
   return {
     name: 'podman',
