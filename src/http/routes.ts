@@ -70,7 +70,7 @@ export function createRoutes(deps: RouteDeps): Handler {
       throw new RegistryError('UNSUPPORTED', 'this mirror is read-only', { headers: { allow: 'GET, HEAD' } });
     }
     if (path === '/v2/' || path === '/v2') {
-      await deps.auth?.check(ctx, { kind: 'root' });
+      if (deps.auth) await deps.auth.check(ctx, { kind: 'root' });
       return sendText(ctx, 200, '{}', 'application/json');
     }
     const match = REPO_ROUTE.exec(path);
