@@ -143,15 +143,22 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
   // Counted here, not before the range check: a refused range is counted once, as an error, by the server.
   deps.metrics.cacheRequests.inc({ registry: ctx.registry, kind: 'blob', result: blob.source });
   let length = blob.size;
-  if (range.kind === 'partial') {
-    length = rangeLength(range.range);
-    ctx.res.writeHead(206, {
-      ...headers,
-      'content-length': length,
-      'content-range': contentRange(range.range, blob.size as number),
-    });
-  } else {
-    ctx.res.writeHead(200, { ...headers, ...(length === undefined ? {} : { 'content-length': length }) });
+  try {
+    if (range.kind === 'partial') {
+      length = rangeLength(range.range);
+      ctx.res.writeHead(206, {
+        ...headers,
+        'content-length': length,
+        'content-range': contentRange(range.range, blob.size as number),
+      });
+    } else {
+      ctx.res.writeHead(200, { ...headers, ...(length === undefined ? {} : { 'content-length': length }) });
+    }
+  } catch (err) {
+    // Nothing has read the file yet, so nothing else will release it: a writeHead that threw (a stored media
+    // type with CR/LF) leaked a file descriptor per request (issue 14, finding 9).
+    await blob.release();
+    throw err;
   }
   let sent = 0;
   if (blob.readAt) {
