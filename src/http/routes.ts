@@ -47,6 +47,8 @@ const REPO_ROUTE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)$/;
 const READ_METHODS = new Set(['GET', 'HEAD']);
 /** Digests never change: clients and proxies may keep them for a year. */
 const IMMUTABLE = 'public, max-age=31536000, immutable';
+/** What node:http lets through in a header value (its checkInvalidHeaderChar), and not empty. */
+const HEADER_SAFE = /^[\t\x20-\x7e\x80-\xff]+$/;
 
 export function createRoutes(deps: RouteDeps): Handler {
   return async (ctx) => {
@@ -205,7 +207,8 @@ async function serveTags(deps: RouteDeps, ctx: RequestContext, mirror: MirroredR
 
 function blobHeaders(digest: string, mediaType: string) {
   return {
-    'content-type': mediaType,
+    // A record written before import checked media types may hold one no header can carry (CR/LF: a 500).
+    'content-type': HEADER_SAFE.test(mediaType) ? mediaType : 'application/octet-stream',
     'docker-content-digest': digest,
     etag: `"${digest}"`,
     'accept-ranges': 'bytes',

@@ -2,7 +2,7 @@
 // a request context with a response that records what was written (or throws where a test says so).
 import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import type { BlobHandle } from '../../src/cache/blobs.js';
+import type { BlobHandle, BlobMeta } from '../../src/cache/blobs.js';
 import type { RequestContext } from '../../src/http/context.js';
 import type { MirroredRegistry, RouteDeps } from '../../src/http/routes.js';
 import { Metrics } from '../../src/metrics/metrics.js';
@@ -30,13 +30,13 @@ export function fakeBlob(size: number, mediaType = 'application/octet-stream'): 
   return { handle, released: () => released };
 }
 
-export function fakeMirror(name: string, blob: () => BlobHandle | undefined): MirroredRegistry {
+export function fakeMirror(name: string, blob: () => BlobHandle | undefined, head?: BlobMeta): MirroredRegistry {
   return {
     name,
     offline: false,
     blobs: {
       get: () => Promise.resolve(blob()),
-      head: () => Promise.resolve(undefined),
+      head: () => Promise.resolve(head && { ...head, source: 'hit' }),
     } as unknown as MirroredRegistry['blobs'],
     manifests: {
       byDigest: () => Promise.resolve({ mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 2, digest: `sha256:${'a'.repeat(64)}`, bytes: Buffer.from('{}'), source: 'hit' }),
@@ -48,9 +48,9 @@ export function fakeMirror(name: string, blob: () => BlobHandle | undefined): Mi
   };
 }
 
-export function fakeDeps(blob: () => BlobHandle | undefined = () => undefined): RouteDeps {
+export function fakeDeps(blob: () => BlobHandle | undefined = () => undefined, head?: BlobMeta): RouteDeps {
   const registry = new Registry();
-  const hub = fakeMirror('docker.io', blob);
+  const hub = fakeMirror('docker.io', blob, head);
   return {
     readiness: () => Promise.resolve({ ready: true }),
     registries: new Map([

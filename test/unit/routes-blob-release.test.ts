@@ -27,4 +27,14 @@ describe('blob answers release the file', () => {
     expect(written).toMatchObject({ status: 200, ended: true });
     expect(blob.released()).toBe(1);
   });
+
+  it('answers a stored media type that no header can carry as application/octet-stream', async () => {
+    for (const method of ['GET', 'HEAD']) {
+      const blob = fakeBlob(10, 'text/plain\r\nx-injected: 1');
+      const deps = fakeDeps(() => blob.handle, { size: 10, mediaType: 'text/plain\u2028', manifest: false });
+      const { ctx, written } = fakeContext(method, `/v2/library/alpine/blobs/${DIGEST}`);
+      await createRoutes(deps)(ctx);
+      expect(written.headers['content-type']).toBe('application/octet-stream');
+    }
+  });
 });
