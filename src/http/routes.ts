@@ -52,6 +52,8 @@ const REPO_ROUTE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)$/;
 const READ_METHODS = new Set(['GET', 'HEAD']);
 /** Digests never change: clients and proxies may keep them for a year. */
 const IMMUTABLE = 'public, max-age=31536000, immutable';
+/** What node:http lets through in a header value (its checkInvalidHeaderChar), and not empty. */
+const HEADER_SAFE = /^[\t\x20-\x7e\x80-\xff]+$/;
 
 export function createRoutes(deps: RouteDeps): Handler {
   return async (ctx) => {
@@ -156,15 +158,22 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
   // Counted here, not before the range check: a refused range is counted once, as an error, by the server.
   deps.metrics.cacheRequests.inc({ registry: ctx.registry, kind: 'blob', result: blob.source });
   let length = blob.size;
-  if (range.kind === 'partial') {
-    length = rangeLength(range.range);
-    ctx.res.writeHead(206, {
-      ...headers,
-      'content-length': length,
-      'content-range': contentRange(range.range, blob.size as number),
-    });
-  } else {
-    ctx.res.writeHead(200, { ...headers, ...(length === undefined ? {} : { 'content-length': length }) });
+  try {
+    if (range.kind === 'partial') {
+      length = rangeLength(range.range);
+      ctx.res.writeHead(206, {
+        ...headers,
+        'content-length': length,
+        'content-range': contentRange(range.range, blob.size as number),
+      });
+    } else {
+      ctx.res.writeHead(200, { ...headers, ...(length === undefined ? {} : { 'content-length': length }) });
+    }
+  } catch (err) {
+    // Nothing has read the file yet, so nothing else will release it: a writeHead that threw (a stored media
+    // type with CR/LF) leaked a file descriptor per request (issue 14, finding 9).
+    await blob.release();
+    throw err;
   }
   let sent = 0;
   if (blob.readAt) {
@@ -211,7 +220,8 @@ async function serveTags(deps: RouteDeps, ctx: RequestContext, mirror: MirroredR
 
 function blobHeaders(digest: string, mediaType: string) {
   return {
-    'content-type': mediaType,
+    // A record written before import checked media types may hold one no header can carry (CR/LF: a 500).
+    'content-type': HEADER_SAFE.test(mediaType) ? mediaType : 'application/octet-stream',
     'docker-content-digest': digest,
     etag: `"${digest}"`,
     'accept-ranges': 'bytes',

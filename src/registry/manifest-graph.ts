@@ -42,6 +42,11 @@ export interface WalkOptions<T extends { manifest: boolean }> {
   stat(node: GraphNode): Promise<T | undefined>;
   /** A present manifest's bytes; undefined: not followed. */
   read(node: GraphNode, info: T): Promise<Buffer | undefined>;
+  /**
+   * Visits after which the walk stops with WalkLimitError (default: none). For untrusted content (a bundle):
+   * without `dedupe`, an index of 3,000 manifests × 3,000 layers is nine million visits.
+   */
+  maxVisits?: number;
   /** The platform manifests of an index to follow (default: all). */
   selectPlatforms?: (platforms: Descriptor[], index: GraphNode) => Descriptor[];
 }
@@ -60,6 +65,15 @@ export class MissingContentError extends Error {
   }
 }
 
+/** A walk that reached `maxVisits`: the content names far more than any real image does. */
+export class WalkLimitError extends Error {
+  readonly code = 'WALK_LIMIT';
+  constructor(readonly limit: number) {
+    super(`names more than ${limit} descriptors`);
+    this.name = 'WalkLimitError';
+  }
+}
+
 /**
  * Walks depth first from each root and returns the nodes in post-order: a manifest comes after everything it
  * names (the order an OCI layout is written in). Platform manifests of an index come before its blobs.
@@ -70,8 +84,19 @@ export async function walkManifests<T extends { manifest: boolean }>(
 ): Promise<Array<VisitedNode<T>>> {
   const out: Array<VisitedNode<T>> = [];
   const present = new Set<Digest>();
+  // Without `dedupe` a manifest reached by many paths is visited once per path; it is still read and parsed
+  // once (content is addressed by digest, so the bytes cannot differ). With `dedupe` the visit itself is skipped.
+  const parsed = new Map<Digest, Promise<Manifest | undefined>>();
+  const readOnce = (node: GraphNode, info: T): Promise<Manifest | undefined> => {
+    if (options.dedupe) return readManifest(node, info, options);
+    let manifest = parsed.get(node.digest);
+    if (!manifest) parsed.set(node.digest, (manifest = readManifest(node, info, options)));
+    return manifest;
+  };
+  let visits = 0;
   const visit = async (node: GraphNode): Promise<void> => {
     if (options.dedupe && present.has(node.digest)) return;
+    if (options.maxVisits !== undefined && ++visits > options.maxVisits) throw new WalkLimitError(options.maxVisits);
     const info = await options.stat(node);
     if (info === undefined) {
       if (options.missing === 'error' && !(node.role === 'platform' && options.platformsOptional)) {
@@ -81,7 +106,7 @@ export async function walkManifests<T extends { manifest: boolean }>(
       return;
     }
     present.add(node.digest);
-    const manifest = info.manifest && node.depth < options.maxDepth ? await readManifest(node, info, options) : undefined;
+    const manifest = info.manifest && node.depth < options.maxDepth ? await readOnce(node, info) : undefined;
     if (manifest) {
       const child = (descriptor: Descriptor, role: NodeRole): GraphNode => ({ digest: descriptor.digest, descriptor, role, depth: node.depth + 1, root: node.root });
       const platforms = manifest.manifests ?? [];

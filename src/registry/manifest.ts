@@ -67,14 +67,21 @@ function descriptor(value: unknown, invalid: unknown[]): Descriptor | undefined 
     return undefined;
   }
   const platform = platformOf(d.platform);
-  const annotations = record(d.annotations);
+  const annotations = stringsOf(d.annotations);
   return {
     ...(typeof d.mediaType === 'string' ? { mediaType: d.mediaType } : {}),
     digest: d.digest,
-    ...(typeof d.size === 'number' ? { size: d.size } : {}),
+    // A size that is no byte count (negative, fractional, 1e300) is as good as none: found by fuzzing (issue 14).
+    ...(typeof d.size === 'number' && Number.isSafeInteger(d.size) && d.size >= 0 ? { size: d.size } : {}),
     ...(platform ? { platform } : {}),
-    ...(annotations ? { annotations: annotations as Record<string, string> } : {}),
+    ...(annotations ? { annotations } : {}),
   };
+}
+
+/** Annotations are string → string (image-spec); other values are dropped, not handed on as strings. */
+function stringsOf(value: unknown): Record<string, string> | undefined {
+  const r = record(value);
+  return r && Object.fromEntries(Object.entries(r).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
 }
 
 function platformOf(value: unknown): Platform | undefined {

@@ -17,6 +17,16 @@ export const MANIFEST_TYPES = [
   DOCKER_MANIFEST_V1_SIGNED,
 ] as const;
 
+/**
+ * A media type as image-spec's descriptor schema writes RFC 6838 §4.2: `type/subtype` of restricted names, no
+ * parameters. Anything else (CR/LF, U+2028, spaces) would break or inject a Content-Type header when served.
+ */
+const MEDIA_TYPE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$/;
+
+export function isMediaType(value: string): boolean {
+  return MEDIA_TYPE.test(value);
+}
+
 /** An index (OCI image index or Docker manifest list): what a multi-platform client wants for a tag. */
 export function isIndexType(mediaType: string): boolean {
   return mediaType === OCI_INDEX || mediaType === DOCKER_LIST;

@@ -18,6 +18,18 @@ const DIGEST = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 const MAX_NAME_LENGTH = 255;
 /** A registry host as in a reference: DNS labels (or localhost), optionally with a port. */
 const REGISTRY_HOST = /^[A-Za-z0-9]+(?:[.-][A-Za-z0-9]+)*(?::\d{1,5})?$/;
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+/**
+ * The grammar, and a host an upstream URL can name as written (found by fuzzing, issue 14): a port up to 65535,
+ * and a numeric last label only in a dotted quad (URL reads `1.2` or `010.0.0.1` as other IPv4 addresses).
+ */
+function isHostSyntax(text: string): boolean {
+  if (!REGISTRY_HOST.test(text)) return false;
+  const [name = '', port] = text.split(':');
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) return false;
+  return !/^\d+$/.test(name.slice(name.lastIndexOf('.') + 1)) || IPV4.test(name);
+}
 
 /**
  * Parses a repository name as it appears in a /v2/<name>/ path and normalizes Docker Hub's official images:
@@ -107,7 +119,7 @@ export function parseImageReference(text: string): ImageReference {
   const slash = rest.indexOf('/');
   const first = slash === -1 ? '' : rest.slice(0, slash);
   const hasRegistry = isRegistryHost(first);
-  if (hasRegistry && !REGISTRY_HOST.test(first)) {
+  if (hasRegistry && !isHostSyntax(first)) {
     throw new RegistryError('NAME_INVALID', 'invalid registry host', { detail: { name: input.slice(0, 300) } });
   }
   let registry = hasRegistry ? first.toLowerCase() : DOCKER_HUB;
@@ -138,7 +150,7 @@ export function registryPrefix(name: string): { registry: string; rest: string }
 
 /** A registry host as a client names one (a path prefix, containerd's `?ns=`), canonical; else NAME_INVALID. */
 export function parseRegistryHost(text: string): string {
-  if (!REGISTRY_HOST.test(text) || text.length > MAX_NAME_LENGTH) {
+  if (!isHostSyntax(text) || text.length > MAX_NAME_LENGTH) {
     throw new RegistryError('NAME_INVALID', 'invalid registry host', { detail: { registry: text.slice(0, 300) } });
   }
   return canonicalRegistry(text);

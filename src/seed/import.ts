@@ -1,6 +1,14 @@
 // `regmirror import`: loads an OCI image layout (our bundles, or skopeo's `oci:` directories and `oci-archive:`
 // tars) into the cache. Every blob is verified against its digest while it is read; records, tags and pins are
 // written only once the whole bundle checked out, and a refused bundle leaves the cache as it was.
+//
+// What import trusts (README "Security"): a bundle's blobs are verified against their digests, its structure is
+// bounded (index.json size, manifest size, descriptors walked, media type grammar), but its tags are taken as
+// given: a bundle may re-point docker.io/library/alpine:3.19 at other content.
+//
+// An import that fails in-process removes the records and files it added. One killed outright (kill -9, power
+// loss) leaves verified files without records: harmless (never served, counted as `unindexed` by fsck) and
+// recoverable: the next import or download of that digest, or `fsck --repair`, adopts them.
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { readWhole, type BlobStore } from '../cache/blob-store.js';
@@ -8,9 +16,9 @@ import { verifyStream } from '../cache/digest-verify.js';
 import type { BlobIndex } from '../index/blob-index.js';
 import type { PinIndex } from '../index/pin-index.js';
 import type { TagIndex } from '../index/tag-index.js';
-import { ManifestError, parseManifest, type Descriptor } from '../registry/manifest.js';
-import { MissingContentError, walkManifests } from '../registry/manifest-graph.js';
-import { MANIFEST_TYPES } from '../registry/media-types.js';
+import { blobsOf, ManifestError, parseManifest, type Descriptor } from '../registry/manifest.js';
+import { MissingContentError, walkManifests, WalkLimitError } from '../registry/manifest-graph.js';
+import { isMediaType, MANIFEST_TYPES } from '../registry/media-types.js';
 import { parseImageReference, type Digest } from '../registry/reference.js';
 import { BundleError, classify, readLayout } from './layout-source.js';
 import { REF_NAME } from './oci-layout.js';
@@ -30,16 +38,25 @@ export interface ImportDeps {
   /** The registries this mirror serves: a reference to another becomes no tag. */
   registries: ReadonlySet<string>;
   store: Pick<BlobStore, 'stat' | 'open' | 'createWriter' | 'delete'>;
-  index: Pick<BlobIndex, 'get' | 'put'>;
+  index: Pick<BlobIndex, 'get' | 'put' | 'delete'>;
   tags: Pick<TagIndex, 'put'>;
   pins: Pick<PinIndex, 'add'>;
 }
 
 const OCTET_STREAM = 'application/octet-stream';
+/** Read whole into memory, so capped before reading: a 1.5 GB index.json once took 3.3 GB RSS (issue 14). */
+const MAX_INDEX = 16 * 2 ** 20;
+const MAX_LAYOUT_FILE = 64 * 2 ** 10;
+/** distribution refuses manifests over 4 MiB; a bundle's are read whole too. */
+const MAX_MANIFEST = 4 * 2 ** 20;
+/** Far above any real bundle (each descriptor visited once), far below a walk that would never end. */
+const MAX_VISITS = 1_000_000;
 
 class Importer {
   /** Blobs this import put in the store: removed again if the import is refused. */
   readonly written: Digest[] = [];
+  /** Records this import wrote: removed (before their files) if it fails after writing them. */
+  readonly recorded: Digest[] = [];
   alreadyCached = 0;
   bytes = 0;
   index: Buffer | undefined;
@@ -50,8 +67,17 @@ class Importer {
   async entry(path: string, size: number, body: Readable): Promise<void> {
     const what = classify(path);
     if (what.kind === 'index' || what.kind === 'layout') {
+      const limit = what.kind === 'index' ? MAX_INDEX : MAX_LAYOUT_FILE;
+      const tooLarge = () => new BundleError(`${path}: over the ${what.kind === 'index' ? '16 MiB' : '64 KiB'} limit`);
+      if (size > limit) throw tooLarge();
       const chunks: Buffer[] = [];
-      for await (const chunk of body as AsyncIterable<Buffer>) chunks.push(chunk);
+      let read = 0;
+      // Counted as well: a directory's file may grow after its size was taken.
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        read += chunk.length;
+        if (read > limit) throw tooLarge();
+        chunks.push(chunk);
+      }
       this[what.kind] = Buffer.concat(chunks);
       return;
     }
@@ -83,8 +109,13 @@ class Importer {
     this.bytes += size;
   }
 
-  /** Undoes the blobs of a refused import (they have no records yet, so nothing ever saw them). */
-  async rollback(): Promise<void> {
+  /**
+   * Undoes a failed import: its records first, then its files (as retention removes content), so that no record
+   * ever names a missing file. Tags and pins already written stay: a tag whose manifest is absent is fetched
+   * by digest like one resolved by HEAD.
+   */
+  async rollback(index: ImportDeps['index']): Promise<void> {
+    for (const digest of this.recorded) await index.delete(digest);
     for (const digest of this.written) await this.store.delete(digest);
   }
 }
@@ -96,7 +127,7 @@ export async function importBundle(deps: ImportDeps, source: string, onBytes: (n
     await readLayout(source, onEntry, onBytes);
     return await commitImport(deps, importer);
   } catch (err) {
-    await importer.rollback();
+    await importer.rollback(deps.index);
     throw err;
   }
 }
@@ -111,13 +142,17 @@ async function commitImport(deps: ImportDeps, importer: Importer): Promise<Impor
   for (const digest of importer.written) {
     const info = await deps.store.stat(digest);
     const type = types.get(digest) ?? { mediaType: OCTET_STREAM, manifest: false };
-    if (info) await deps.index.put(digest, { size: info.size, ...type, createdAt: now, lastAccessAt: now });
+    if (!info) continue;
+    importer.recorded.push(digest);
+    await deps.index.put(digest, { size: info.size, ...type, createdAt: now, lastAccessAt: now });
   }
   // Blobs that were on disk but not indexed (an earlier refused import, a crash) are adopted as well.
   for (const [digest, type] of types) {
     if (await deps.index.get(digest)) continue;
     const info = await deps.store.stat(digest);
-    if (info) await deps.index.put(digest, { size: info.size, ...type, createdAt: now, lastAccessAt: now });
+    if (!info) continue;
+    importer.recorded.push(digest);
+    await deps.index.put(digest, { size: info.size, ...type, createdAt: now, lastAccessAt: now });
   }
   const tags: string[] = [];
   const warnings: string[] = [];
@@ -169,7 +204,15 @@ function layoutEntries(bytes: Buffer): Descriptor[] {
     throw new BundleError(err.problem === 'not-json' ? 'index.json is not JSON' : `index.json: ${err.reason}`);
   }
   if (index.invalid.length > 0) throw new BundleError(`index.json: bad digest ${JSON.stringify(index.invalid[0])}`);
-  return index.manifests ?? [];
+  const entries = index.manifests ?? [];
+  checkMediaTypes('index.json', entries);
+  return entries;
+}
+
+/** Media types become Content-Type headers when served: one that is not `type/subtype` refuses the bundle. */
+function checkMediaTypes(where: string, descriptors: readonly Descriptor[]): void {
+  const bad = descriptors.find((d) => d.mediaType !== undefined && !isMediaType(d.mediaType));
+  if (bad) throw new BundleError(`${where}: ${bad.digest} has an invalid mediaType ${JSON.stringify(bad.mediaType?.slice(0, 200))}`, bad.digest);
 }
 
 /**
@@ -185,7 +228,9 @@ async function contentTypes(deps: ImportDeps, entries: Descriptor[]): Promise<Ma
     platformsOptional: true,
     badManifest: 'error',
     artifactBlobs: false,
-    dedupe: false,
+    // Each digest once: a bundle may name one manifest from thousands of places (see MAX_VISITS).
+    dedupe: true,
+    maxVisits: MAX_VISITS,
     stat: async (node) => {
       if (!(await deps.store.stat(node.digest))) return undefined;
       const mediaType = node.descriptor.mediaType;
@@ -194,11 +239,20 @@ async function contentTypes(deps: ImportDeps, entries: Descriptor[]): Promise<Ma
     read: async (node) => {
       const opened = await deps.store.open(node.digest);
       if (!opened) throw missing(node.digest);
-      return readWhole(opened);
+      if (opened.size > MAX_MANIFEST) {
+        await opened.close();
+        throw new BundleError(`${node.digest}: a manifest over 4 MiB`, node.digest);
+      }
+      const bytes = await readWhole(opened);
+      // Every descriptor, not only the first to reach a digest (the walk visits each digest once).
+      const manifest = parseManifest(bytes, node.digest);
+      checkMediaTypes(node.digest, [...(manifest.manifests ?? []), ...blobsOf(manifest, true)]);
+      return bytes;
     },
   }).catch((err: unknown) => {
     if (err instanceof MissingContentError) throw missing(err.digest);
     if (err instanceof ManifestError) throw new BundleError(err.message, err.digest);
+    if (err instanceof WalkLimitError) throw new BundleError(`index.json ${err.message}`);
     throw err;
   });
   const types = new Map<Digest, { mediaType: string; manifest: boolean }>();
