@@ -8,11 +8,12 @@ import type { Metrics } from '../metrics/metrics.js';
 import { rangeLength } from '../registry/byte-range.js';
 import { RegistryError } from '../registry/errors.js';
 import { acceptClass } from '../registry/media-types.js';
-import { canonicalRegistry, parseDigest, parseManifestReference, parseRegistryHost, parseRepository, registryPrefix, type Repository } from '../registry/reference.js';
+import { parseDigest, parseManifestReference, type Repository } from '../registry/reference.js';
 import { OFFLINE_NOTE } from '../upstream/offline.js';
 import type { ClientAuth } from './client-auth.js';
 import { header, type RequestContext } from './context.js';
 import { contentRange, parseRange } from './range.js';
+import { chooseRegistry, nextPageHere } from './registry-choice.js';
 import { sendFileRange } from './send-file.js';
 import type { Handler } from './server.js';
 
@@ -239,53 +240,6 @@ function sendText(ctx: RequestContext, status: number, body: string, contentType
     ctx.res.end(body);
   }
   return Promise.resolve();
-}
-
-/**
- * The registry a request is for: containerd's `?ns=`, else a path prefix (`/v2/ghcr.io/owner/image/…`: podman,
- * skopeo and `docker pull mirror/ghcr.io/…`), else the default. One not configured here is NAME_UNKNOWN:
- * never answered from another registry's content.
- */
-function chooseRegistry(deps: RouteDeps, name: string, query: string): { mirror: MirroredRegistry; repo: Repository; prefixed: boolean } {
-  // containerd names the registry in ?ns=: a dotted first component is then the repository's own
-  // (gcr.io/google.com/project/image is `google.com/project/image` on gcr.io), unless it names that registry
-  // again (a hosts.toml `override_path` ending in /v2/<registry>).
-  const ns = query === '' ? undefined : namespaceOf(query);
-  const prefix = ns === undefined ? registryPrefix(name) : samePrefix(name, ns);
-  const wanted = ns ?? prefix?.registry;
-  const mirror = wanted === undefined ? deps.defaultRegistry : deps.registries.get(wanted);
-  // The name is checked before the registry, so that hostile input is NAME_INVALID whatever it names.
-  const repo = parseRepository(prefix?.rest ?? name, wanted ?? deps.defaultRegistry.name);
-  if (!mirror) {
-    throw new RegistryError('NAME_UNKNOWN', `registry ${wanted ?? ''} is not mirrored here`, { detail: { registry: wanted } });
-  }
-  return { mirror, repo, prefixed: prefix !== undefined };
-}
-
-function samePrefix(name: string, ns: string): { registry: string; rest: string } | undefined {
-  const slash = name.indexOf('/');
-  if (slash === -1 || canonicalRegistry(name.slice(0, slash)) !== ns) return undefined;
-  return { registry: ns, rest: name.slice(slash + 1) };
-}
-
-/**
- * A next-page Link names a path on upstream (or on the plain repository), relative or absolute: the client must
- * come back here, the same way it came (the path prefix, or `?ns=`).
- */
-function nextPageHere(link: string, registry: string, prefixed: boolean, query: string): string | undefined {
-  const target = /<([^>]*)>/.exec(link)?.[1];
-  if (target === undefined) return undefined;
-  const url = new URL(target, 'http://mirror');
-  if (!url.pathname.startsWith('/v2/')) return undefined;
-  if (prefixed) url.pathname = `/v2/${registry}/${url.pathname.slice('/v2/'.length)}`;
-  else if (query !== '' && new URLSearchParams(query).has('ns')) url.searchParams.set('ns', registry);
-  return `<${url.pathname}${url.search}>; rel="next"`;
-}
-
-/** containerd's `?ns=<registry>`, with Docker Hub's other names folded into docker.io. */
-function namespaceOf(query: string): string | undefined {
-  const ns = new URLSearchParams(query).get('ns');
-  return ns === null ? undefined : parseRegistryHost(ns);
 }
 
 /** References are percent-decoded (a client may send `sha256%3A…`); names are not (see RequestContext.path). */

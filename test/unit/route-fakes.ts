@@ -34,6 +34,7 @@ export function fakeMirror(name: string, blob: () => BlobHandle | undefined, hea
   return {
     name,
     offline: false,
+    allows: () => true,
     blobs: {
       get: () => Promise.resolve(blob()),
       head: () => Promise.resolve(head && { ...head, source: 'hit' }),
