@@ -118,7 +118,8 @@ export const configSchema = z.strictObject({
       /** Docker Hub account for higher pull limits; absent means anonymous. Never logged or exposed. */
       credentials: z.strictObject({ username: z.string().min(1), password: z.string().min(1) }).optional(),
       /**
-       * Token realms, besides hosts in the upstream's own domain, that may receive the credentials. A realm
+       * Token realm hosts (`host` or `host:port`), besides the upstream's exact origin (and auth.docker.io for
+       * Docker Hub), that may receive the credentials. A realm
        * elsewhere gets anonymous token requests only, so a hostile upstream cannot harvest them.
        */
       authRealms: z.array(z.string().regex(/^[a-z0-9.-]+(:\d+)?$/)).default([]),
