@@ -123,7 +123,10 @@ export const configSchema = z.strictObject({
        * elsewhere gets anonymous token requests only, so a hostile upstream cannot harvest them.
        */
       authRealms: z.array(z.string().regex(/^[a-z0-9.-]+(:\d+)?$/)).default([]),
-      /** After this many consecutive failures (refused, timeout, 5xx) upstream is not asked for `cooldown`. */
+      /**
+       * After this many consecutive failures upstream is not asked for `cooldown`: refused, timeout and 502/503/504
+       * count each; any other 5xx once per repository (one broken repository must not shut out the rest).
+       */
       breakerFailures: z.int().min(1).max(1000).default(3),
       breakerCooldown: duration.prefault('30s'),
     })

@@ -19,6 +19,8 @@ import type { FetchedManifest, ManifestHead, ManifestRequest, TagList, Upstream,
 const MANIFEST_LIMIT = 4 * 2 ** 20;
 const TAG_LIST_LIMIT = 16 * 2 ** 20;
 const MAX_REDIRECTS = 5;
+/** Statuses that speak for the whole origin (its proxy or load balancer), not for one repository. */
+const HOST_FAILURES = new Set([502, 503, 504]);
 
 type Kind = 'manifest' | 'blob' | 'tags';
 
@@ -206,12 +208,15 @@ export class RegistryClient implements Upstream {
       this.breaker.success();
       return response;
     } catch (err) {
-      // Refused, reset, timed out or 5xx: upstream is in trouble. A 4xx (429 included) is an answer: upstream is
-      // up. Every outcome settles the breaker, or a half-open trial that got a 429 would hold it shut for good.
+      // Refused, reset, timed out, 502/503/504: the host is in trouble. Another 5xx concerns that repository
+      // (the breaker counts each repository once). A 4xx (429 included) is an answer: upstream is up. Every
+      // outcome settles the breaker, or a half-open trial that got a 429 would hold it shut for good.
       if (request.signal?.aborted || !(err instanceof UpstreamError)) {
         if (trial) this.breaker.release();
-      } else if (err.status === undefined || err.status >= 500) {
+      } else if (err.status === undefined || HOST_FAILURES.has(err.status)) {
         this.breaker.failure();
+      } else if (err.status >= 500) {
+        this.breaker.failure(repo);
       } else {
         this.breaker.success();
       }
