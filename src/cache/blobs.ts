@@ -57,8 +57,9 @@ export class BlobCache {
    * none of them. Cached manifests are in the same store and index, with their media type: containerd asks
    * /blobs/ for a manifest digest and breaks on application/octet-stream.
    */
-  async get(repo: Repository, digest: Digest): Promise<BlobHandle | undefined> {
-    return (await this.lookup(digest)) ?? (await this.fetch(repo, digest)) ?? (await this.manifestAsBlob(repo, digest));
+  async get(repo: Repository, digest: Digest, client: ClientAbort = DETACHED): Promise<BlobHandle | undefined> {
+    // The download is shared and owns its signal; the manifest fallback is this client's alone and follows it.
+    return (await this.lookup(digest)) ?? (await this.fetch(repo, digest)) ?? (await this.manifestAsBlob(repo, digest, client));
   }
 
   /** The verified local copy, if any. A record whose file vanished is dropped and reported as absent. */
@@ -117,10 +118,10 @@ export class BlobCache {
   }
 
   /** Registries answer 404 on /blobs/ for a manifest digest (distribution does): ask /manifests/ instead. */
-  private async manifestAsBlob(repo: Repository, digest: Digest): Promise<BlobHandle | undefined> {
+  private async manifestAsBlob(repo: Repository, digest: Digest, client: ClientAbort): Promise<BlobHandle | undefined> {
     let manifest;
     try {
-      manifest = await this.deps.manifests.byDigest(repo, digest, ANY_MANIFEST, true);
+      manifest = await this.deps.manifests.byDigest(repo, digest, ANY_MANIFEST, true, client);
     } catch (err) {
       if (err instanceof RegistryError && err.code === 'MANIFEST_UNKNOWN') return undefined;
       throw err;

@@ -12,13 +12,23 @@ import { CircuitBreaker } from './breaker.js';
 import type { RateLimitTracker } from './rate-limit.js';
 import { discard, readCapped } from './body.js';
 import { acceptHeader, contentLength, errorFrom, isRedirect, mediaTypeOf, single } from './response.js';
-import { UpstreamContentError, UpstreamError } from './errors.js';
+import { UpstreamBusyError, UpstreamContentError, UpstreamError } from './errors.js';
 import type { FetchedManifest, ManifestHead, ManifestRequest, TagList, Upstream, UpstreamBlob } from './upstream.js';
 
 /** distribution refuses manifests over 4 MiB; so do we. */
 const MANIFEST_LIMIT = 4 * 2 ** 20;
 const TAG_LIST_LIMIT = 16 * 2 ** 20;
 const MAX_REDIRECTS = 5;
+/**
+ * Requests that may wait for a free connection, per connection: beyond that an upstream stall would queue every
+ * client behind it without bound, so the rest are refused at once (issue 14, finding 6).
+ */
+const QUEUE_PER_CONNECTION = 4;
+/**
+ * At shutdown the server has already waited `shutdownTimeout` for its clients: what still runs upstream has no
+ * one to answer (background revalidations, stalled requests), so the pool gets this long, then is destroyed.
+ */
+const CLOSE_GRACE_MS = 500;
 /** Statuses that speak for the whole origin (its proxy or load balancer), not for one repository. */
 const HOST_FAILURES = new Set([502, 503, 504]);
 
@@ -39,6 +49,7 @@ export class RegistryClient implements Upstream {
   private readonly agent: Agent;
   private readonly tokens: TokenCache;
   readonly breaker: CircuitBreaker;
+  private readonly queueLimit: number;
 
   constructor(
     private readonly config: UpstreamConfig,
@@ -53,6 +64,7 @@ export class RegistryClient implements Upstream {
       bodyTimeout: config.bodyTimeout,
     };
     this.pool = new Pool(config.url, { connections: config.connections, ...timeouts });
+    this.queueLimit = config.connections * QUEUE_PER_CONNECTION;
     this.agent = new Agent({ connections: config.connections, ...timeouts });
     this.tokens = new TokenCache(this.agent, {
       upstream: config.url,
@@ -196,12 +208,22 @@ export class RegistryClient implements Upstream {
     return { body, link: single(response.headers.link) };
   }
 
-  async close(): Promise<void> {
-    await Promise.all([this.pool.close(), this.agent.close()]);
+  /** Lets requests in flight finish for up to graceMs, then destroys the connections: close never waits on a stall. */
+  async close(graceMs = CLOSE_GRACE_MS): Promise<void> {
+    const closing = Promise.all([this.pool.close(), this.agent.close()]);
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), graceMs)));
+    const outcome = await Promise.race([closing, graceOver]);
+    clearTimeout(timer);
+    if (outcome === 'late') await Promise.all([this.pool.destroy(), this.agent.destroy()]);
+    void closing.catch(() => undefined); // settles, or not, once destroyed: nothing is left to wait for
   }
 
   /** One request to the registry origin, with a bearer token when needed; non-2xx/404/3xx statuses throw. */
   private async send(repo: Repository, request: Send): Promise<Dispatcher.ResponseData> {
+    // Before the breaker: a full queue is our load, not upstream's health, and must not take a half-open trial.
+    const queued = this.pool.stats.queued;
+    if (queued >= this.queueLimit) throw new UpstreamBusyError(queued);
     const trial = this.breaker.check();
     try {
       const response = await this.authorized(repo, request);
