@@ -104,17 +104,22 @@ export class TokenCache {
     return `Bearer ${token}`;
   }
 
+  /**
+   * One token request per key, shared by every caller: it takes no caller's signal (the first client hanging up
+   * must not fail the others; the dispatcher's timeouts bound it), while each caller stops waiting on its own.
+   */
   private fetchToken(challenge: BearerChallenge, scope: string, signal?: AbortSignal): Promise<string> {
     const key = tokenKey(challenge, scope);
     let pending = this.pending.get(key);
     if (!pending) {
-      pending = this.requestToken(challenge, scope, key, signal).finally(() => this.pending.delete(key));
+      pending = this.requestToken(challenge, scope, key).finally(() => this.pending.delete(key));
+      pending.catch(() => undefined); // every caller may have gone: its failure then reaches no one
       this.pending.set(key, pending);
     }
-    return pending;
+    return signal ? untilAborted(pending, signal) : pending;
   }
 
-  private async requestToken(challenge: BearerChallenge, scope: string, key: string, signal?: AbortSignal): Promise<string> {
+  private async requestToken(challenge: BearerChallenge, scope: string, key: string): Promise<string> {
     const url = realmUrl(challenge.realm);
     if (!url) throw new UpstreamError('upstream sent a token challenge with an unusable realm', { status: 502 });
     if (challenge.service) url.searchParams.set('service', challenge.service);
@@ -125,7 +130,7 @@ export class TokenCache {
         ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` }
         : {};
     const response = await this.dispatcher
-      .request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers, signal })
+      .request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers })
       .catch((cause: unknown) => {
         throw new UpstreamError(`token request to ${url.origin} failed`, { cause });
       });
@@ -148,6 +153,15 @@ export class TokenCache {
     this.tokens.set(key, token, this.now() + Math.max(0, expiresIn * 1000 - EXPIRY_SKEW_MS));
     return token;
   }
+}
+
+function untilAborted<V>(promise: Promise<V>, signal: AbortSignal): Promise<V> {
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** Tokens are per realm and service as well as scope: one realm's token is never offered for another's. */

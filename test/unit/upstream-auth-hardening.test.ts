@@ -149,3 +149,26 @@ describe('where credentials go (finding 8)', () => {
     expect(realmTrusted(new URL('https://auth.docker.io:8443/token'), { upstream: 'https://registry-1.docker.io' })).toBe(false);
   });
 });
+
+describe('a token request shared by several clients (finding 6)', () => {
+  it('is not failed for the others when the client that started it hangs up', async () => {
+    const realm = new BearerRealm();
+    let release = () => {};
+    const slow = new Promise<void>((resolve) => (release = resolve));
+    const registry = await server(async (req, res) => {
+      if (req.url?.startsWith('/token')) await slow;
+      if (realm.token(req, res) || realm.challenge(req, res)) return;
+      res.writeHead(200, { 'content-type': manifest.mediaType, 'docker-content-digest': manifest.digest });
+      res.end(manifest.bytes);
+    });
+    const client = clientOf(registry.url);
+    const gone = new AbortController();
+    const first = client.fetchManifest(alpine, 'latest', { ...accept, signal: gone.signal });
+    const second = client.fetchManifest(alpine, 'latest', accept);
+    await expect.poll(() => registry.requests.filter((r) => r.url.startsWith('/token')).length).toBe(1);
+    gone.abort();
+    await expect(first).rejects.toThrow();
+    release();
+    expect((await second)?.digest).toBe(manifest.digest);
+  });
+});
