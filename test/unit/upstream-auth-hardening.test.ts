@@ -98,6 +98,30 @@ describe('challenges (finding 7)', () => {
     expect(realm.issued).toHaveLength(2);
   });
 
+  it('keeps the challenge that works when a later 401 names a bad realm', async () => {
+    const realm = new BearerRealm();
+    let bad = false;
+    const registry = await server((req, res) => {
+      if (realm.token(req, res)) return;
+      if (bad) {
+        bad = false;
+        res.writeHead(401, { 'www-authenticate': 'Bearer realm="file:///etc/passwd"' });
+        res.end();
+        return;
+      }
+      if (realm.challenge(req, res)) return;
+      res.writeHead(200, { 'content-type': manifest.mediaType, 'docker-content-digest': manifest.digest });
+      res.end(manifest.bytes);
+    });
+    const client = clientOf(registry.url);
+    await client.fetchManifest(alpine, 'latest', accept);
+    bad = true;
+    await expect(client.fetchManifest(alpine, 'latest', accept)).rejects.toMatchObject({ status: 502 });
+    registry.requests.length = 0;
+    expect((await client.fetchManifest(parseRepository('library/busybox'), 'latest', accept))?.digest).toBe(manifest.digest);
+    expect(registry.requests.map((r) => r.url.split('?')[0])).toEqual(['/token', '/v2/library/busybox/manifests/latest']);
+  });
+
   it('never asks a file: realm', async () => {
     const registry = await server((req, res) => {
       res.writeHead(401, { 'www-authenticate': 'Bearer realm="file:///etc/passwd"' });
