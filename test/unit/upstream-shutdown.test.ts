@@ -22,15 +22,16 @@ async function stalledUpstream(): Promise<FaultServer> {
   return server;
 }
 
-/** A GET to the mirror, resolving to its status (0 when the connection closed first); `abortAfter` hangs up. */
-function get(url: string, abortAfter?: number): Promise<{ status: number; retryAfter: string | undefined }> {
+/** A GET to the mirror, resolving to its status (0 when the connection closed first); `hangUp` (ms or signal) hangs up. */
+function get(url: string, hangUp?: number | AbortSignal): Promise<{ status: number; retryAfter: string | undefined }> {
   return new Promise((resolve) => {
     const req = httpRequest(url, (res) => {
       res.resume();
       resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] });
     });
     req.on('error', () => resolve({ status: 0, retryAfter: undefined }));
-    if (abortAfter !== undefined) setTimeout(() => req.destroy(), abortAfter);
+    if (typeof hangUp === 'number') setTimeout(() => req.destroy(), hangUp);
+    else hangUp?.addEventListener('abort', () => req.destroy(), { once: true });
     req.end();
   });
 }
@@ -47,11 +48,11 @@ describe('upstream work and its clients (finding 6)', () => {
     servers.push(upstream);
     const mirror = await startMirror(upstream.url, { config: { upstream: { headersTimeout: '60s' } } });
     mirrors.push(mirror);
-    const pending = [
-      ...Array.from({ length: 100 }, (_, i) => get(`${mirror.url}/v2/library/alpine/blobs/${digest(i)}`, 300)),
-    ];
-    await Promise.all(pending);
+    const hangUp = new AbortController();
+    const pending = Array.from({ length: 100 }, (_, i) => get(`${mirror.url}/v2/library/alpine/blobs/${digest(i)}`, hangUp.signal));
     await expect.poll(() => upstream.requests.filter((r) => r.url.includes('/manifests/')).length, { timeout: 5000 }).toBeGreaterThanOrEqual(16);
+    hangUp.abort();
+    await Promise.all(pending);
     const started = performance.now();
     await mirror.stop(); // shutdownTimeout is 2 s in the test fixture
     const took = performance.now() - started;
