@@ -60,11 +60,12 @@ export class BlobCache {
    * none of them. Cached manifests are in the same store and index, with their media type: containerd asks
    * /blobs/ for a manifest digest and breaks on application/octet-stream.
    */
-  async get(repo: Repository, digest: Digest): Promise<BlobHandle | undefined> {
+  async get(repo: Repository, digest: Digest, client: ClientAbort = DETACHED): Promise<BlobHandle | undefined> {
     // Asked before the local copy and before joining a download, either of which may be another repository's.
     const { guard } = this.deps;
-    if (guard && !(await guard.holds(repo, digest, 'blob'))) return undefined;
-    return (await this.lookup(digest)) ?? (await this.fetch(repo, digest)) ?? (await this.manifestAsBlob(repo, digest));
+    if (guard && !(await guard.holds(repo, digest, 'blob', client))) return undefined;
+    // The download is shared and owns its signal; the manifest fallback is this client's alone and follows it.
+    return (await this.lookup(digest)) ?? (await this.fetch(repo, digest)) ?? (await this.manifestAsBlob(repo, digest, client));
   }
 
   /** The verified local copy, if any. A record whose file vanished is dropped and reported as absent. */
@@ -120,7 +121,7 @@ export class BlobCache {
     const { index, upstream, guard } = this.deps;
     const record = await index.get(digest);
     if (record) {
-      if (guard && !(await guard.holds(repo, digest, record.manifest ? 'manifest' : 'blob', client.signal))) return undefined;
+      if (guard && !(await guard.holds(repo, digest, record.manifest ? 'manifest' : 'blob', client))) return undefined;
       return { size: record.size, mediaType: record.mediaType, manifest: record.manifest, source: 'hit' };
     }
     const remote = await upstream.statBlob(repo, digest, { signal: client.signal });
@@ -131,10 +132,10 @@ export class BlobCache {
   }
 
   /** Registries answer 404 on /blobs/ for a manifest digest (distribution does): ask /manifests/ instead. */
-  private async manifestAsBlob(repo: Repository, digest: Digest): Promise<BlobHandle | undefined> {
+  private async manifestAsBlob(repo: Repository, digest: Digest, client: ClientAbort): Promise<BlobHandle | undefined> {
     let manifest;
     try {
-      manifest = await this.deps.manifests.byDigest(repo, digest, ANY_MANIFEST, true);
+      manifest = await this.deps.manifests.byDigest(repo, digest, ANY_MANIFEST, true, client);
     } catch (err) {
       if (err instanceof RegistryError && err.code === 'MANIFEST_UNKNOWN') return undefined;
       throw err;

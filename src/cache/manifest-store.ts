@@ -65,7 +65,7 @@ export class ManifestStore {
     const { guard } = this.deps;
     const local = await this.local(digest, withBody);
     if (local) {
-      if (guard && !(await guard.holds(repo, digest, 'manifest', client.signal))) throw this.unknown(repo, digest);
+      if (guard && !(await guard.holds(repo, digest, 'manifest', client))) throw this.unknown(repo, digest);
       return local;
     }
     if (!withBody) {

@@ -8,6 +8,7 @@ import type { RepoBlobIndex } from '../index/repo-blob-index.js';
 import { ANY_MANIFEST } from '../registry/media-types.js';
 import type { Digest, Repository } from '../registry/reference.js';
 import type { Upstream } from '../upstream/upstream.js';
+import { DETACHED, type ClientAbort } from './client-abort.js';
 
 export interface RepoGuardDeps {
   index: RepoBlobIndex;
@@ -26,9 +27,11 @@ export class RepoGuard {
    * True when `repo` holds `digest`: recorded, or confirmed now by upstream (HEAD of the blob, then of the
    * manifest, for this repository). Upstream failures throw: unconfirmed content is never served.
    */
-  async holds(repo: Repository, digest: Digest, kind: ContentKind, signal?: AbortSignal): Promise<boolean> {
+  async holds(repo: Repository, digest: Digest, kind: ContentKind, client: ClientAbort = DETACHED): Promise<boolean> {
     const { index, upstream } = this.deps;
     if (await index.has(upstream.name, repo, digest)) return true;
+    // Read only now: a recorded answer needs no signal (and making one costs a listener per request).
+    const { signal } = client;
     const blob = () => upstream.statBlob(repo, digest, { signal });
     const manifest = () => upstream.resolveManifest(repo, digest, { accept: ANY_MANIFEST.header, signal });
     const held = kind === 'blob' ? ((await blob()) ?? (await manifest())) : ((await manifest()) ?? (await blob()));

@@ -150,11 +150,15 @@ export const configSchema = z.strictObject({
       /** Docker Hub account for higher pull limits; absent means anonymous. Never logged or exposed. */
       credentials: z.strictObject({ username: z.string().min(1), password: z.string().min(1) }).optional(),
       /**
-       * Token realms, besides hosts in the upstream's own domain, that may receive the credentials. A realm
+       * Token realm hosts (`host` or `host:port`), besides the upstream's exact origin (and auth.docker.io for
+       * Docker Hub), that may receive the credentials. A realm
        * elsewhere gets anonymous token requests only, so a hostile upstream cannot harvest them.
        */
       authRealms: z.array(z.string().regex(/^[a-z0-9.-]+(:\d+)?$/)).default([]),
-      /** After this many consecutive failures (refused, timeout, 5xx) upstream is not asked for `cooldown`. */
+      /**
+       * After this many consecutive failures upstream is not asked for `cooldown`: refused, timeout and 502/503/504
+       * count each; any other 5xx once per repository (one broken repository must not shut out the rest).
+       */
       breakerFailures: z.int().min(1).max(1000).default(3),
       breakerCooldown: duration.prefault('30s'),
       allow: allowList,

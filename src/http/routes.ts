@@ -141,7 +141,7 @@ async function serveBlob(deps: RouteDeps, ctx: RequestContext, mirror: MirroredR
     ctx.res.end();
     return;
   }
-  const blob = await mirror.blobs.get(repo, digest);
+  const blob = await mirror.blobs.get(repo, digest, ctx);
   if (!blob) throw blobUnknown(repo, digest, mirror.offline);
   ctx.cache = blob.source;
   await sendBlob(deps, ctx, digest, blob);

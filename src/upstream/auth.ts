@@ -1,8 +1,10 @@
 // Bearer-token auth for the registry token protocol (Docker "Token Authentication Specification"):
-// parse the 401 challenge, fetch a token per scope from the realm, cache it until shortly before it expires.
+// parse and check the 401 challenge, fetch a token per scope from the realm, keep it (bounded) until shortly
+// before it expires, and decide which realms may see the credentials.
 import type { Dispatcher } from 'undici';
 import { readCapped } from './body.js';
 import { UpstreamError } from './errors.js';
+import { DEFAULT_TOKEN_LIMITS, TokenStore, type TokenStoreLimits } from './token-store.js';
 
 export interface BearerChallenge {
   realm: string;
@@ -23,11 +25,6 @@ export function parseBearerChallenge(header: string | string[] | undefined): Bea
   return { realm, service: params.get('service'), scope: params.get('scope') };
 }
 
-interface CachedToken {
-  token: string;
-  expiresAt: number;
-}
-
 /** Tokens live this much shorter than upstream says, so none expires in flight. */
 const EXPIRY_SKEW_MS = 30_000;
 /** Token spec: a token without expires_in is good for 60 s. */
@@ -39,18 +36,34 @@ export interface Credentials {
 }
 
 export interface TokenCacheOptions {
-  /** The registry origin, e.g. https://registry-1.docker.io: realms in its domain may receive credentials. */
+  /** The registry origin, e.g. https://registry-1.docker.io: a realm on exactly this origin may receive credentials. */
   upstream: string;
   credentials?: Credentials | undefined;
   /** Further realm hosts (host or host:port) trusted with the credentials. */
   trustedRealms?: readonly string[];
+  limits?: TokenStoreLimits;
   now?: () => number;
 }
 
+/**
+ * The realm of a challenge as a URL, or undefined when it is none we may ask: not parseable, or not http(s)
+ * (`file:`, `data:`…). Checked before a challenge is used or kept (issue 14, finding 7).
+ */
+export function realmUrl(realm: string): URL | undefined {
+  if (!URL.canParse(realm)) return undefined;
+  const url = new URL(realm);
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') return undefined;
+  if (url.username !== '' || url.password !== '') return undefined;
+  return url;
+}
+
 export class TokenCache {
-  private readonly tokens = new Map<string, CachedToken>();
+  readonly tokens: TokenStore;
   private readonly pending = new Map<string, Promise<string>>();
-  /** The upstream's challenge, learnt from its first 401, so later scopes get a token before their first request. */
+  /**
+   * The upstream's challenge, so later scopes get a token before their first request. Kept only once a token
+   * came from it: a bad or unreachable realm in one 401 never replaces a challenge that works.
+   */
   private challenge: BearerChallenge | undefined;
   private readonly now: () => number;
 
@@ -59,36 +72,56 @@ export class TokenCache {
     private readonly options: TokenCacheOptions,
   ) {
     this.now = options.now ?? Date.now;
+    this.tokens = new TokenStore(options.limits ?? DEFAULT_TOKEN_LIMITS, this.now);
   }
 
   /** The Authorization header for a scope, when the upstream is known to want one. */
   async authorization(scope: string, signal?: AbortSignal): Promise<string | undefined> {
-    const cached = this.tokens.get(scope);
-    if (cached && cached.expiresAt > this.now()) return `Bearer ${cached.token}`;
-    if (!this.challenge) return undefined;
-    return `Bearer ${await this.fetchToken(this.challenge, scope, signal)}`;
-  }
-
-  /** After a 401: learn the challenge, drop the stale token, and fetch a fresh one. Undefined: not bearer auth. */
-  async renew(scope: string, header: string | string[] | undefined, signal?: AbortSignal): Promise<string | undefined> {
-    const challenge = parseBearerChallenge(header);
+    const challenge = this.challenge;
     if (!challenge) return undefined;
-    this.challenge = { realm: challenge.realm, service: challenge.service, scope: undefined };
-    this.tokens.delete(scope);
-    return `Bearer ${await this.fetchToken(challenge, scope, signal)}`;
-  }
-
-  private fetchToken(challenge: BearerChallenge, scope: string, signal?: AbortSignal): Promise<string> {
-    let pending = this.pending.get(scope);
-    if (!pending) {
-      pending = this.requestToken(challenge, scope, signal).finally(() => this.pending.delete(scope));
-      this.pending.set(scope, pending);
+    const cached = this.tokens.get(tokenKey(challenge, scope));
+    if (cached !== undefined) return `Bearer ${cached}`;
+    try {
+      return `Bearer ${await this.fetchToken(challenge, scope, signal)}`;
+    } catch (err) {
+      // The realm learnt earlier fails now: ask without a token, and upstream's 401 names the current one.
+      if (signal?.aborted) throw err;
+      return undefined;
     }
-    return pending;
   }
 
-  private async requestToken(challenge: BearerChallenge, scope: string, signal?: AbortSignal): Promise<string> {
-    const url = new URL(challenge.realm);
+  /** After a 401: check the challenge, drop the stale token, and fetch a fresh one. Undefined: not bearer auth. */
+  async renew(scope: string, header: string | string[] | undefined, signal?: AbortSignal): Promise<string | undefined> {
+    const parsed = parseBearerChallenge(header);
+    if (!parsed) return undefined;
+    if (!realmUrl(parsed.realm)) {
+      throw new UpstreamError('upstream sent a token challenge with an unusable realm', { status: 502 });
+    }
+    const challenge = { realm: parsed.realm, service: parsed.service, scope: undefined };
+    this.tokens.delete(tokenKey(challenge, scope));
+    const token = await this.fetchToken(challenge, scope, signal);
+    this.challenge = challenge;
+    return `Bearer ${token}`;
+  }
+
+  /**
+   * One token request per key, shared by every caller: it takes no caller's signal (the first client hanging up
+   * must not fail the others; the dispatcher's timeouts bound it), while each caller stops waiting on its own.
+   */
+  private fetchToken(challenge: BearerChallenge, scope: string, signal?: AbortSignal): Promise<string> {
+    const key = tokenKey(challenge, scope);
+    let pending = this.pending.get(key);
+    if (!pending) {
+      pending = this.requestToken(challenge, scope, key).finally(() => this.pending.delete(key));
+      pending.catch(() => undefined); // every caller may have gone: its failure then reaches no one
+      this.pending.set(key, pending);
+    }
+    return signal ? untilAborted(pending, signal) : pending;
+  }
+
+  private async requestToken(challenge: BearerChallenge, scope: string, key: string): Promise<string> {
+    const url = realmUrl(challenge.realm);
+    if (!url) throw new UpstreamError('upstream sent a token challenge with an unusable realm', { status: 502 });
     if (challenge.service) url.searchParams.set('service', challenge.service);
     url.searchParams.set('scope', scope);
     const credentials = this.options.credentials;
@@ -97,7 +130,7 @@ export class TokenCache {
         ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` }
         : {};
     const response = await this.dispatcher
-      .request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers, signal })
+      .request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers })
       .catch((cause: unknown) => {
         throw new UpstreamError(`token request to ${url.origin} failed`, { cause });
       });
@@ -117,27 +150,38 @@ export class TokenCache {
       throw new UpstreamError('token endpoint sent no token', { status: 502 });
     }
     const expiresIn = typeof parsed.expires_in === 'number' ? parsed.expires_in : DEFAULT_EXPIRES_IN_S;
-    this.tokens.set(scope, { token, expiresAt: this.now() + Math.max(0, expiresIn * 1000 - EXPIRY_SKEW_MS) });
+    this.tokens.set(key, token, this.now() + Math.max(0, expiresIn * 1000 - EXPIRY_SKEW_MS));
     return token;
   }
 }
 
+function untilAborted<V>(promise: Promise<V>, signal: AbortSignal): Promise<V> {
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** Tokens are per realm and service as well as scope: one realm's token is never offered for another's. */
+function tokenKey(challenge: BearerChallenge, scope: string): string {
+  return `${challenge.realm}\n${challenge.service ?? ''}\n${scope}`;
+}
+
+/** Docker Hub's registry hosts, whose token realm is auth.docker.io: the one realm trusted off-origin unlisted. */
+const DOCKER_HUB_HOSTS = new Set(['registry-1.docker.io', 'index.docker.io', 'docker.io']);
+const DOCKER_HUB_REALM = 'https://auth.docker.io';
+
 /**
- * Credentials go only to a realm on the upstream's own host, in its registrable domain (auth.docker.io for
- * registry-1.docker.io), or listed in config; and never in clear text to a realm when upstream itself uses TLS.
+ * Credentials go only to a realm on exactly the upstream's origin (scheme, host and port), to a host listed in
+ * config, or to auth.docker.io for Docker Hub; and never in clear text when upstream itself uses TLS. No
+ * "registrable domain" guess: `co.uk`, `azurecr.io` or `amazonaws.com` are shared by strangers (issue 14, finding 8).
  */
 export function realmTrusted(realm: URL, options: Pick<TokenCacheOptions, 'upstream' | 'trustedRealms'>): boolean {
   const upstream = new URL(options.upstream);
   if (upstream.protocol === 'https:' && realm.protocol !== 'https:') return false;
+  if (realm.origin === upstream.origin) return true;
   if (options.trustedRealms?.includes(realm.host)) return true;
-  if (realm.hostname === upstream.hostname) return true;
-  const domain = registrableDomain(upstream.hostname);
-  return domain !== undefined && (realm.hostname === domain || realm.hostname.endsWith(`.${domain}`));
-}
-
-/** The last two labels of a DNS name (docker.io); undefined for IP addresses and single-label hosts. */
-function registrableDomain(hostname: string): string | undefined {
-  if (/^[\d.]+$/.test(hostname) || hostname.includes(':') || hostname.startsWith('[')) return undefined;
-  const labels = hostname.split('.');
-  return labels.length >= 2 ? labels.slice(-2).join('.') : undefined;
+  return upstream.protocol === 'https:' && DOCKER_HUB_HOSTS.has(upstream.hostname) && realm.origin === DOCKER_HUB_REALM;
 }

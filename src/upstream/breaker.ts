@@ -1,5 +1,7 @@
 // A circuit breaker per upstream: after consecutive failures it stops sending requests for a cool-down, so
-// that requests the cache can answer do not each wait for a connect timeout first.
+// that requests the cache can answer do not each wait for a connect timeout first. It counts what says the
+// host is in trouble (no answer, or 502/503/504 from it); a 500 for one repository's path says only that this
+// repository is, so each repository counts once, and clients cannot open it for everyone (issue 14, finding 5).
 import type { Metrics } from '../metrics/metrics.js';
 import { UpstreamError } from './errors.js';
 
@@ -9,6 +11,8 @@ export class CircuitBreaker {
   private failures = 0;
   private openUntil = 0;
   private trial = false;
+  /** Repositories whose 5xx counted since the last success: a repository's next ones add nothing. */
+  private readonly failedRepositories = new Set<string>();
 
   constructor(
     private readonly threshold: number,
@@ -38,6 +42,7 @@ export class CircuitBreaker {
 
   success(): void {
     this.failures = 0;
+    this.failedRepositories.clear();
     this.trial = false;
     this.metrics.breakerOpen.set({ registry: this.registry }, 0);
   }
@@ -47,7 +52,19 @@ export class CircuitBreaker {
     this.trial = false;
   }
 
-  failure(): void {
+  /**
+   * A failure: of the host (no repository given), or a 5xx for one repository, which counts only the first
+   * time that repository fails since the last success.
+   */
+  failure(repository?: string): void {
+    if (repository !== undefined) {
+      if (this.failedRepositories.has(repository)) {
+        this.release();
+        return;
+      }
+      // Bounded: once the threshold is reached the breaker is open and nothing more needs remembering.
+      if (this.failedRepositories.size < this.threshold) this.failedRepositories.add(repository);
+    }
     this.failures++;
     this.trial = false;
     if (this.failures >= this.threshold) {

@@ -12,13 +12,25 @@ import { CircuitBreaker } from './breaker.js';
 import type { RateLimitTracker } from './rate-limit.js';
 import { discard, readCapped } from './body.js';
 import { acceptHeader, contentLength, errorFrom, isRedirect, mediaTypeOf, single } from './response.js';
-import { UpstreamContentError, UpstreamError } from './errors.js';
+import { UpstreamBusyError, UpstreamContentError, UpstreamError } from './errors.js';
 import type { FetchedManifest, ManifestHead, ManifestRequest, TagList, Upstream, UpstreamBlob } from './upstream.js';
 
 /** distribution refuses manifests over 4 MiB; so do we. */
 const MANIFEST_LIMIT = 4 * 2 ** 20;
 const TAG_LIST_LIMIT = 16 * 2 ** 20;
 const MAX_REDIRECTS = 5;
+/**
+ * Requests that may wait for a free connection, per connection: beyond that an upstream stall would queue every
+ * client behind it without bound, so the rest are refused at once (issue 14, finding 6).
+ */
+const QUEUE_PER_CONNECTION = 4;
+/**
+ * At shutdown the server has already waited `shutdownTimeout` for its clients: what still runs upstream has no
+ * one to answer (background revalidations, stalled requests), so the pool gets this long, then is destroyed.
+ */
+const CLOSE_GRACE_MS = 500;
+/** Statuses that speak for the whole origin (its proxy or load balancer), not for one repository. */
+const HOST_FAILURES = new Set([502, 503, 504]);
 
 type Kind = 'manifest' | 'blob' | 'tags';
 
@@ -37,6 +49,7 @@ export class RegistryClient implements Upstream {
   private readonly agent: Agent;
   private readonly tokens: TokenCache;
   readonly breaker: CircuitBreaker;
+  private readonly queueLimit: number;
 
   constructor(
     private readonly config: UpstreamConfig,
@@ -51,6 +64,7 @@ export class RegistryClient implements Upstream {
       bodyTimeout: config.bodyTimeout,
     };
     this.pool = new Pool(config.url, { connections: config.connections, ...timeouts });
+    this.queueLimit = config.connections * QUEUE_PER_CONNECTION;
     this.agent = new Agent({ connections: config.connections, ...timeouts });
     this.tokens = new TokenCache(this.agent, {
       upstream: config.url,
@@ -194,24 +208,37 @@ export class RegistryClient implements Upstream {
     return { body, link: single(response.headers.link) };
   }
 
-  async close(): Promise<void> {
-    await Promise.all([this.pool.close(), this.agent.close()]);
+  /** Lets requests in flight finish for up to graceMs, then destroys the connections: close never waits on a stall. */
+  async close(graceMs = CLOSE_GRACE_MS): Promise<void> {
+    const closing = Promise.all([this.pool.close(), this.agent.close()]);
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), graceMs)));
+    const outcome = await Promise.race([closing, graceOver]);
+    clearTimeout(timer);
+    if (outcome === 'late') await Promise.all([this.pool.destroy(), this.agent.destroy()]);
+    void closing.catch(() => undefined); // settles, or not, once destroyed: nothing is left to wait for
   }
 
   /** One request to the registry origin, with a bearer token when needed; non-2xx/404/3xx statuses throw. */
   private async send(repo: Repository, request: Send): Promise<Dispatcher.ResponseData> {
+    // Before the breaker: a full queue is our load, not upstream's health, and must not take a half-open trial.
+    const queued = this.pool.stats.queued;
+    if (queued >= this.queueLimit) throw new UpstreamBusyError(queued);
     const trial = this.breaker.check();
     try {
       const response = await this.authorized(repo, request);
       this.breaker.success();
       return response;
     } catch (err) {
-      // Refused, reset, timed out or 5xx: upstream is in trouble. A 4xx (429 included) is an answer: upstream is
-      // up. Every outcome settles the breaker, or a half-open trial that got a 429 would hold it shut for good.
+      // Refused, reset, timed out, 502/503/504: the host is in trouble. Another 5xx concerns that repository
+      // (the breaker counts each repository once). A 4xx (429 included) is an answer: upstream is up. Every
+      // outcome settles the breaker, or a half-open trial that got a 429 would hold it shut for good.
       if (request.signal?.aborted || !(err instanceof UpstreamError)) {
         if (trial) this.breaker.release();
-      } else if (err.status === undefined || err.status >= 500) {
+      } else if (err.status === undefined || HOST_FAILURES.has(err.status)) {
         this.breaker.failure();
+      } else if (err.status >= 500) {
+        this.breaker.failure(repo);
       } else {
         this.breaker.success();
       }

@@ -37,3 +37,17 @@ export class UpstreamContentError extends Error {
     this.name = 'UpstreamContentError';
   }
 }
+
+/**
+ * Our own queue to upstream is full: refused at once with a short Retry-After instead of waiting behind work that
+ * may never finish (issue 14, finding 6). Says nothing about upstream's health, so the breaker ignores it.
+ */
+export class UpstreamBusyError extends UpstreamError {
+  constructor(queued: number) {
+    super(`upstream request queue full (${queued} waiting)`, { status: 503, retryAfterSeconds: BUSY_RETRY_AFTER_SECONDS });
+    this.name = 'UpstreamBusyError';
+  }
+}
+
+/** What a client refused by a full queue is told to wait: a queue drains in seconds or not at all. */
+export const BUSY_RETRY_AFTER_SECONDS = 5;

@@ -2,6 +2,10 @@
 // `ratelimit-remaining: 76;w=21600` and `docker-ratelimit-source`. A pull is a manifest GET; HEADs are free.
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics/metrics.js';
+import { MAX_RETRY_AFTER_SECONDS } from './response.js';
+
+/** Docker Hub's window is 6 h; a longer one than a day is a broken header, not a policy (issue 14, finding 10). */
+export const MAX_WINDOW_SECONDS = 24 * 3600;
 
 export interface RateLimitState {
   limit: number | undefined;
@@ -44,7 +48,8 @@ export class RateLimitTracker {
     const limit = parseRateLimitHeader(headers['ratelimit-limit']);
     const remaining = parseRateLimitHeader(headers['ratelimit-remaining']);
     if (!limit && !remaining) return;
-    const windowSeconds = remaining?.window ?? limit?.window;
+    const announced = remaining?.window ?? limit?.window;
+    const windowSeconds = announced === undefined ? undefined : Math.min(announced, MAX_WINDOW_SECONDS);
     this.state = { limit: limit?.value, remaining: remaining?.value, windowSeconds, observedAt: this.now() };
     if (limit) this.metrics.rateLimitLimit.set({ registry: this.registry }, limit.value);
     if (remaining) this.metrics.rateLimitRemaining.set({ registry: this.registry }, remaining.value);
@@ -65,9 +70,9 @@ export class RateLimitTracker {
     return this.pulls;
   }
 
-  /** After a 429: remember for how long pulls are refused. */
+  /** After a 429: remember for how long pulls are refused (an hour at most: then upstream is asked again). */
   limited(retryAfterSeconds: number | undefined): number {
-    const seconds = retryAfterSeconds ?? this.secondsToReset() ?? 60;
+    const seconds = Math.min(retryAfterSeconds ?? this.secondsToReset() ?? 60, MAX_RETRY_AFTER_SECONDS);
     this.limitedUntil = Math.max(this.limitedUntil, this.now() + seconds * 1000);
     return seconds;
   }

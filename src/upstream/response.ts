@@ -4,6 +4,12 @@ import type { Dispatcher } from 'undici';
 import { readCapped } from './body.js';
 import { UpstreamError, type UpstreamErrorDetail } from './errors.js';
 
+/**
+ * The longest Retry-After we honour: a broken or hostile upstream saying "ten years" must not stop the mirror
+ * from asking again within the hour (issue 14, finding 10).
+ */
+export const MAX_RETRY_AFTER_SECONDS = 3600;
+
 export async function errorFrom(response: Dispatcher.ResponseData, what: string): Promise<UpstreamError> {
   const body = await readCapped(response.body).catch(() => Buffer.alloc(0));
   let errors: UpstreamErrorDetail[] = [];
@@ -17,7 +23,7 @@ export async function errorFrom(response: Dispatcher.ResponseData, what: string)
   return new UpstreamError(`${what}: upstream answered ${response.statusCode}`, {
     status: response.statusCode,
     errors,
-    ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterSeconds: retryAfter } : {}),
+    ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterSeconds: Math.min(retryAfter, MAX_RETRY_AFTER_SECONDS) } : {}),
   });
 }
 

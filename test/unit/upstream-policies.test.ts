@@ -109,7 +109,7 @@ describe('circuit breaker', () => {
 
 describe('where credentials may go', () => {
   const hub = { upstream: 'https://registry-1.docker.io' };
-  it('trusts realms in the upstream domain over TLS', () => {
+  it("trusts the upstream's own origin and, for Docker Hub, auth.docker.io over TLS", () => {
     expect(realmTrusted(new URL('https://auth.docker.io/token'), hub)).toBe(true);
     expect(realmTrusted(new URL('https://registry-1.docker.io/token'), hub)).toBe(true);
   });
@@ -119,9 +119,10 @@ describe('where credentials may go', () => {
     expect(realmTrusted(new URL('https://notdocker.io/token'), hub)).toBe(false);
     expect(realmTrusted(new URL('http://auth.docker.io/token'), hub)).toBe(false);
   });
-  it('trusts a realm listed in config, and the same host for IP upstreams', () => {
+  it('trusts a realm listed in config, and the exact origin for IP upstreams (not another port)', () => {
     expect(realmTrusted(new URL('https://auth.example/token'), { ...hub, trustedRealms: ['auth.example'] })).toBe(true);
-    expect(realmTrusted(new URL('http://127.0.0.1:9/token'), { upstream: 'http://127.0.0.1:8' })).toBe(true);
+    expect(realmTrusted(new URL('http://127.0.0.1:8/token'), { upstream: 'http://127.0.0.1:8' })).toBe(true);
+    expect(realmTrusted(new URL('http://127.0.0.1:9/token'), { upstream: 'http://127.0.0.1:8' })).toBe(false);
     expect(realmTrusted(new URL('http://127.0.0.2:9/token'), { upstream: 'http://127.0.0.1:8' })).toBe(false);
   });
 });
