@@ -229,10 +229,12 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
       defaultRegistry: cache.defaultRegistry,
       metrics,
       registry: metrics.registry,
+      sendTimeout: config.http.idleTimeout,
     }),
     log,
     metrics,
     tls,
+    limits: config.http,
   });
   const flushTimer = setInterval(() => void flush(), STATS_FLUSH_MS);
   flushTimer.unref();

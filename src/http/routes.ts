@@ -39,18 +39,23 @@ export interface RouteDeps {
   defaultRegistry: MirroredRegistry;
   metrics: Metrics;
   registry: Registry;
+  /** A stored blob whose client takes no bytes for this long is cut (config `http.idleTimeout`). */
+  sendTimeout: number;
 }
 
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' } as const;
 /** /v2/<name>/<endpoint>/<reference>: the name may hold slashes, the reference may not. */
 const REPO_ROUTE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)$/;
 const READ_METHODS = new Set(['GET', 'HEAD']);
+const OPERATIONAL = new Set(['/healthz', '/readyz', '/metrics']);
 /** Digests never change: clients and proxies may keep them for a year. */
 const IMMUTABLE = 'public, max-age=31536000, immutable';
 
 export function createRoutes(deps: RouteDeps): Handler {
   return async (ctx) => {
     const { path, method } = ctx;
+    // Probes and scrapers read; nothing else is meant for these paths (issue 14, finding 10).
+    if (OPERATIONAL.has(path) && !READ_METHODS.has(method)) throw readOnly();
     if (path === '/healthz') return sendText(ctx, 200, 'ok\n', 'text/plain');
     if (path === '/readyz') {
       const readiness = await deps.readiness();
@@ -60,9 +65,7 @@ export function createRoutes(deps: RouteDeps): Handler {
       return sendText(ctx, 200, await deps.registry.metrics(), deps.registry.contentType);
     }
     if (!path.startsWith('/v2/') && path !== '/v2') throw new RegistryError('NOT_FOUND', 'no such endpoint');
-    if (!READ_METHODS.has(method)) {
-      throw new RegistryError('UNSUPPORTED', 'this mirror is read-only', { headers: { allow: 'GET, HEAD' } });
-    }
+    if (!READ_METHODS.has(method)) throw readOnly();
     if (path === '/v2/' || path === '/v2') return sendText(ctx, 200, '{}', 'application/json');
     const match = REPO_ROUTE.exec(path);
     if (!match) {
@@ -159,7 +162,7 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
     const start = range.kind === 'partial' ? range.range.start : 0;
     const end = range.kind === 'partial' ? range.range.end : (blob.size as number) - 1;
     try {
-      sent = await sendFileRange(ctx.res, blob.readAt, start, end);
+      sent = await sendFileRange(ctx.res, blob.readAt, start, end, deps.sendTimeout);
       ctx.res.end();
     } finally {
       await blob.release();
@@ -272,6 +275,10 @@ function decode(reference: string): string {
   } catch {
     return reference;
   }
+}
+
+function readOnly(): RegistryError {
+  return new RegistryError('UNSUPPORTED', 'this mirror is read-only', { headers: { allow: 'GET, HEAD' } });
 }
 
 function blobUnknown(repo: Repository, digest: string, offline = false): RegistryError {
