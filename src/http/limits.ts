@@ -59,6 +59,8 @@ export function guardSession(session: Http2Session, limits: ConnectionLimits): v
   // with streams open does not fire again by itself.
   const arm = (): void => void session.setTimeout(limits.idleTimeout, onIdle);
   arm();
+  // After a GOAWAY either way the session only waits for its streams: give them one more idle period at most.
+  session.once('goaway', arm);
   session.on('stream', (stream: ServerHttp2Stream) => {
     open++;
     stream.once('close', () => {

@@ -149,6 +149,8 @@ describe('hostile HTTP clients', () => {
   it('cuts a response whose client stopped reading, after idleTimeout without progress', async () => {
     const { mirror, port } = await mirrorWith({ idleTimeout: '1s' });
     await warm(mirror);
+    // A client that reads gets the whole blob from disk, however long that takes.
+    expect((await (await fetch(`${mirror.url}${BLOB_PATH}`)).arrayBuffer()).byteLength).toBe(BLOB.length);
     const before = process.memoryUsage();
     const socket = await open(port);
     // Never read: the kernel buffers fill, then the mirror's writes stop completing.
@@ -164,6 +166,21 @@ describe('hostile HTTP clients', () => {
     );
     expect(during).toBeGreaterThanOrEqual(1);
     expect(seconds).toBeDefined();
+  });
+
+  it("closes an h2c session after the client's GOAWAY even when its last stream stopped reading", async () => {
+    const { port } = await mirrorWith({ idleTimeout: '1s' });
+    const session = await h2(port);
+    // Not cached: streamed from the download in progress, so send-file's timeout does not apply.
+    const stream = session.request({ ':path': BLOB_PATH });
+    stream.on('error', () => undefined);
+    stream.pause();
+    await new Promise((resolve) => stream.once('response', resolve));
+    session.close();
+    const started = Date.now();
+    const closed = await closesWithin(session, 6_000);
+    console.log(`h2c session after GOAWAY with a paused stream: closed=${closed} after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    expect(closed).toBe(true);
   });
 
   it('lets one h2 session open at most maxStreamsPerConnection streams at once', async () => {
