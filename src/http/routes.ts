@@ -12,7 +12,7 @@ import { canonicalRegistry, parseDigest, parseManifestReference, parseRegistryHo
 import { OFFLINE_NOTE } from '../upstream/offline.js';
 import { header, type RequestContext } from './context.js';
 import { contentRange, parseRange } from './range.js';
-import { sendFileRange } from './send-file.js';
+import { SendTimeoutError, sendFileRange } from './send-file.js';
 import type { Handler } from './server.js';
 
 export interface Readiness {
@@ -171,12 +171,19 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
     // Headers go out now, before the first body byte: containerd gives up after 30 s without them.
     if ('flushHeaders' in ctx.res) ctx.res.flushHeaders();
     const body = blob.read(range.kind === 'partial' ? range.range : undefined);
-    body.on('data', (chunk: Buffer) => (sent += chunk.length));
+    // Backpressure bounds what a client that stops reading holds; this frees its connection too (as send-file).
+    const stall = setTimeout(() => ctx.res.destroy(new SendTimeoutError(deps.sendTimeout)), deps.sendTimeout);
+    body.on('data', (chunk: Buffer) => {
+      sent += chunk.length;
+      stall.refresh();
+    });
     try {
       await pipeline(body, ctx.res);
     } catch (err) {
       // A client may hang up right after the last byte, before the response formally ends: that is a success.
       if (length === undefined || sent < length) throw err;
+    } finally {
+      clearTimeout(stall);
     }
   }
   ctx.bytes = sent;

@@ -168,6 +168,17 @@ describe('hostile HTTP clients', () => {
     expect(seconds).toBeDefined();
   });
 
+  it('cuts a response streamed from a download whose client stopped reading, after idleTimeout', async () => {
+    const { mirror, port } = await mirrorWith({ idleTimeout: '1s' });
+    const socket = await open(port);
+    socket.pause();
+    // Not cached: served from the download in progress through a pipeline, not by send-file.
+    socket.write(`GET ${BLOB_PATH} HTTP/1.1\r\nHost: mirror\r\n\r\n`);
+    const seconds = await drained(mirror, 6_000);
+    console.log(`paused reader of a streamed blob: ${seconds === undefined ? 'still open after 6 s' : `closed after ${seconds} s`}`);
+    expect(seconds).toBeDefined();
+  });
+
   it("closes an h2c session after the client's GOAWAY even when its last stream stopped reading", async () => {
     const { port } = await mirrorWith({ idleTimeout: '1s' });
     const session = await h2(port);
