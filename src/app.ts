@@ -243,10 +243,12 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
       metrics,
       registry: metrics.registry,
       auth,
+      sendTimeout: config.http.idleTimeout,
     }),
     log,
     metrics,
     tls,
+    limits: config.http,
   });
   const flushTimer = setInterval(() => void flush(), STATS_FLUSH_MS);
   flushTimer.unref();

@@ -226,6 +226,19 @@ export const configSchema = z.strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     })
     .prefault({}),
+  /** Limits on client connections, HTTP/1.1 and HTTP/2 alike: a hostile or broken client cannot hold them forever. */
+  http: z
+    .strictObject({
+      /** A client must send a request's head (and h2 its connection preface) within this time; else 408 / closed. */
+      headersTimeout: duration.prefault('30s'),
+      /** A connection with nothing in flight, or a response the client stopped reading, is closed after this. */
+      idleTimeout: duration.prefault('60s'),
+      /** Client connections open at once; more are refused at accept. */
+      maxConnections: z.int().min(1).max(1_000_000).default(1024),
+      /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams one connection may have open at once. */
+      maxStreamsPerConnection: z.int().min(1).max(10_000).default(100),
+    })
+    .prefault({}),
   /** Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain and key. Absent: plain HTTP. */
   tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
   auth: auth.optional(),
@@ -238,3 +251,4 @@ export type Config = Readonly<z.output<typeof configSchema>>;
 export type UpstreamConfig = Config['upstream'];
 export type TagsConfig = Config['tags'];
 export type AuthConfig = NonNullable<Config['auth']>;
+export type HttpConfig = Config['http'];

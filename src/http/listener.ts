@@ -6,16 +6,15 @@ import type { Http2Server } from 'node:http2';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 
-/** A connection that sends nothing for this long is dropped before it ties up a slot. */
-const FIRST_BYTE_TIMEOUT_MS = 30_000;
-
-export function createSniffingListener(http1: Http1Server, http2: Http2Server): Server {
+/** A connection that sends nothing for `headersTimeout` ms is dropped before it ties up a slot. */
+export function createSniffingListener(http1: Http1Server, http2: Http2Server, headersTimeout: number): Server {
   return createServer((socket) => {
-    socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
+    socket.setTimeout(headersTimeout, () => socket.destroy());
     socket.once('data', (first: Buffer) => {
       socket.setTimeout(0);
       socket.pause();
       if (first.subarray(0, 4).toString('latin1') === 'PRI ') {
+        awaitPreface(socket, first.length, headersTimeout);
         http2.emit('connection', replaying(socket, first));
       } else {
         // http's parser also reads what was unshifted back into the socket.
@@ -26,6 +25,27 @@ export function createSniffingListener(http1: Http1Server, http2: Http2Server): 
     });
     socket.on('error', () => socket.destroy());
   });
+}
+
+/** The client preface (24 bytes) and the header of the SETTINGS frame that must follow it (RFC 9113 §3.4). */
+const PREFACE_BYTES = 24 + 9;
+
+/**
+ * A client that stops partway through its preface is cut after `ms`. Destroying its HTTP/2 session is not
+ * enough: nghttp2 waits for the preface before it lets the session end its socket, so the socket itself goes.
+ */
+function awaitPreface(socket: Socket, received: number, ms: number): void {
+  if (received >= PREFACE_BYTES) return;
+  let seen = received;
+  const timer = setTimeout(() => socket.destroy(), ms);
+  const count = (chunk: Buffer): void => {
+    seen += chunk.length;
+    if (seen < PREFACE_BYTES) return;
+    clearTimeout(timer);
+    socket.off('data', count);
+  };
+  socket.on('data', count);
+  socket.once('close', () => clearTimeout(timer));
 }
 
 /**

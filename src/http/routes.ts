@@ -14,7 +14,7 @@ import type { ClientAuth } from './client-auth.js';
 import { header, type RequestContext } from './context.js';
 import { contentRange, parseRange } from './range.js';
 import { chooseRegistry, nextPageHere } from './registry-choice.js';
-import { sendFileRange } from './send-file.js';
+import { SendTimeoutError, sendFileRange } from './send-file.js';
 import type { Handler } from './server.js';
 
 export interface Readiness {
@@ -45,12 +45,15 @@ export interface RouteDeps {
   registry: Registry;
   /** Client authentication and access rules (`auth`); absent: every client may pull everything. */
   auth?: ClientAuth | undefined;
+  /** A stored blob whose client takes no bytes for this long is cut (config `http.idleTimeout`). */
+  sendTimeout: number;
 }
 
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' } as const;
 /** /v2/<name>/<endpoint>/<reference>: the name may hold slashes, the reference may not. */
 const REPO_ROUTE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)$/;
 const READ_METHODS = new Set(['GET', 'HEAD']);
+const OPERATIONAL = new Set(['/healthz', '/readyz', '/metrics']);
 /** Digests never change: clients and proxies may keep them for a year. */
 const IMMUTABLE = 'public, max-age=31536000, immutable';
 /** What node:http lets through in a header value (its checkInvalidHeaderChar), and not empty. */
@@ -59,6 +62,8 @@ const HEADER_SAFE = /^[\t\x20-\x7e\x80-\xff]+$/;
 export function createRoutes(deps: RouteDeps): Handler {
   return async (ctx) => {
     const { path, method } = ctx;
+    // Probes and scrapers read; nothing else is meant for these paths (issue 14, finding 10).
+    if (OPERATIONAL.has(path) && !READ_METHODS.has(method)) throw readOnly();
     if (path === '/healthz') return sendText(ctx, 200, 'ok\n', 'text/plain');
     if (path === '/readyz') {
       const readiness = await deps.readiness();
@@ -69,9 +74,7 @@ export function createRoutes(deps: RouteDeps): Handler {
       return sendText(ctx, 200, await deps.registry.metrics(), deps.registry.contentType);
     }
     if (!path.startsWith('/v2/') && path !== '/v2') throw new RegistryError('NOT_FOUND', 'no such endpoint');
-    if (!READ_METHODS.has(method)) {
-      throw new RegistryError('UNSUPPORTED', 'this mirror is read-only', { headers: { allow: 'GET, HEAD' } });
-    }
+    if (!READ_METHODS.has(method)) throw readOnly();
     if (path === '/v2/' || path === '/v2') {
       if (deps.auth) await deps.auth.check(ctx, { kind: 'root' });
       return sendText(ctx, 200, '{}', 'application/json');
@@ -182,7 +185,7 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
     const start = range.kind === 'partial' ? range.range.start : 0;
     const end = range.kind === 'partial' ? range.range.end : (blob.size as number) - 1;
     try {
-      sent = await sendFileRange(ctx.res, blob.readAt, start, end);
+      sent = await sendFileRange(ctx.res, blob.readAt, start, end, deps.sendTimeout);
       ctx.res.end();
     } finally {
       await blob.release();
@@ -191,12 +194,19 @@ async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, bl
     // Headers go out now, before the first body byte: containerd gives up after 30 s without them.
     if ('flushHeaders' in ctx.res) ctx.res.flushHeaders();
     const body = blob.read(range.kind === 'partial' ? range.range : undefined);
-    body.on('data', (chunk: Buffer) => (sent += chunk.length));
+    // Backpressure bounds what a client that stops reading holds; this frees its connection too (as send-file).
+    const stall = setTimeout(() => ctx.res.destroy(new SendTimeoutError(deps.sendTimeout)), deps.sendTimeout);
+    body.on('data', (chunk: Buffer) => {
+      sent += chunk.length;
+      stall.refresh();
+    });
     try {
       await pipeline(body, ctx.res);
     } catch (err) {
       // A client may hang up right after the last byte, before the response formally ends: that is a success.
       if (length === undefined || sent < length) throw err;
+    } finally {
+      clearTimeout(stall);
     }
   }
   ctx.bytes = sent;
@@ -249,6 +259,10 @@ function decode(reference: string): string {
   } catch {
     return reference;
   }
+}
+
+function readOnly(): RegistryError {
+  return new RegistryError('UNSUPPORTED', 'this mirror is read-only', { headers: { allow: 'GET, HEAD' } });
 }
 
 function blobUnknown(repo: Repository, digest: string, offline = false): RegistryError {

@@ -20,18 +20,33 @@ function give(buffer: Buffer): void {
 
 export type ReadAt = (buffer: Buffer, length: number, position: number) => Promise<number>;
 
+/** The client took no bytes for the send timeout: its response was cut so it stops pinning our buffers. */
+export class SendTimeoutError extends Error {
+  readonly code = 'SEND_TIMEOUT';
+  constructor(readonly timeoutMs: number) {
+    super(`client read nothing for ${timeoutMs} ms`);
+    this.name = 'SendTimeoutError';
+  }
+}
+
 /**
  * Writes bytes [start, end] of a file to `out` and resolves with the count sent, or rejects when the client
- * goes away. `out` is an HTTP response whose headers are set; ending it is left to the caller.
+ * goes away, or when no write completes for `timeoutMs` (a client that stops reading would otherwise hold
+ * two chunks and its socket forever: issue 14, finding 2). `out` is an HTTP response whose headers are set;
+ * ending it is left to the caller.
  */
-export async function sendFileRange(out: Response, readAt: ReadAt, start: number, end: number): Promise<number> {
+export async function sendFileRange(out: Response, readAt: ReadAt, start: number, end: number, timeoutMs: number): Promise<number> {
   let onClose = (): void => undefined;
+  let onStall = (): void => undefined;
   const gone = new Promise<never>((_, reject) => {
     onClose = () => reject(new ClientGoneError());
+    onStall = () => reject(new SendTimeoutError(timeoutMs));
     if (responseClosed(out)) onClose();
     else out.once('close', onClose);
   });
   gone.catch(() => undefined);
+  // Restarted after every completed write: it measures the client's silence, not the whole transfer.
+  const stall = setTimeout(() => onStall(), timeoutMs);
   const buffers = [take(), take()] as const;
   let writing: Promise<void> = Promise.resolve();
   let position = start;
@@ -44,6 +59,7 @@ export async function sendFileRange(out: Response, readAt: ReadAt, start: number
       const length = await readAt(buffer, Math.min(CHUNK_BYTES, end - position + 1), position);
       if (length === 0) throw new Error(`blob file ended at byte ${position}, before ${end + 1}`);
       await Promise.race([writing, gone]);
+      stall.refresh();
       writing = write(out, buffer.subarray(0, length));
       // Awaited on the next turn; until then a failed write must not count as an unhandled rejection.
       writing.catch(() => undefined);
@@ -54,8 +70,11 @@ export async function sendFileRange(out: Response, readAt: ReadAt, start: number
     return position - start;
   } catch (err) {
     broken = true;
+    // Cutting the response closes the socket (HTTP/1) or the stream (HTTP/2), and with it the pending write.
+    if (err instanceof SendTimeoutError && !responseClosed(out)) out.destroy(err);
     throw err;
   } finally {
+    clearTimeout(stall);
     out.off('close', onClose);
     // A write the socket never finished may still reference its buffer: those are not reused.
     if (!broken) for (const buffer of buffers) give(buffer);

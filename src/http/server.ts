@@ -15,6 +15,7 @@ import { RegistryError } from '../registry/errors.js';
 import { UpstreamContentError, UpstreamError } from '../upstream/errors.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { ClientGoneError, responseClosed, type Request, type RequestContext, type Response } from './context.js';
+import { armHeadChecks, guardSession, http1Options, http2Settings, type ConnectionLimits } from './limits.js';
 import { createSniffingListener } from './listener.js';
 
 export type Handler = (ctx: RequestContext) => Promise<void>;
@@ -25,24 +26,35 @@ export interface ServerOptions {
   metrics: Metrics;
   /** PEM certificate chain and key: serve HTTPS, HTTP/2 or HTTP/1.1 by ALPN. Absent: plain HTTP. */
   tls?: { cert: Buffer; key: Buffer } | undefined;
+  /** Timeouts and limits for client connections (config `http`). */
+  limits: ConnectionLimits;
 }
+
+/**
+ * Methods that may label a metric. Any other (an HTTP/2 `:method` can be any string, 8 KB long) is `other`:
+ * each distinct label value is a series kept forever (issue 14, finding 1).
+ */
+const METHOD_LABELS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
 export class RegistryServer {
   /** The listening server: TLS with ALPN, or a plain socket that hands HTTP/1.1 and h2c to the servers below. */
   readonly server: Server | Http2SecureServer;
   private nextRequestId = 0;
   /** HTTP/1.1 connections and how many of their requests are in flight, to close idle ones on shutdown. */
-  private readonly sockets = new Map<Socket, { active: number }>();
+  private readonly sockets = new Map<Socket, Http1State>();
   /** Every accepted connection, whatever its protocol, to cut them all when the shutdown grace ends. */
   private readonly connections = new Set<Socket>();
   private readonly sessions = new Set<Http2Session>();
   private closing = false;
+  private disarm: () => void = () => undefined;
 
   constructor(private readonly options: ServerOptions) {
     const handle = (req: Request, res: Response) => void this.handle(req, res);
+    const { limits } = options;
+    const settings = http2Settings(limits);
     let http2: Http2Server | Http2SecureServer;
     if (options.tls) {
-      const secure = createSecureServer({ ...options.tls, allowHTTP1: true }, handle);
+      const secure = createSecureServer({ ...options.tls, allowHTTP1: true, settings, handshakeTimeout: limits.headersTimeout }, handle);
       // HTTP/1.1 over TLS is served by the same server: track those connections for shutdown.
       secure.on('secureConnection', (socket: TLSSocket) => {
         if (socket.alpnProtocol !== 'h2') this.trackHttp1(socket);
@@ -50,11 +62,14 @@ export class RegistryServer {
       this.server = secure;
       http2 = secure;
     } else {
-      const http1 = createHttp1Server({ keepAliveTimeout: 30_000 }, handle);
+      const http1 = createHttp1Server(http1Options(limits), handle);
       http1.on('connection', (socket: Socket) => this.trackHttp1(socket));
-      http2 = createHttp2Server({}, handle);
-      this.server = createSniffingListener(http1, http2);
+      this.disarm = armHeadChecks(http1).disarm;
+      http2 = createHttp2Server({ settings }, handle);
+      this.server = createSniffingListener(http1, http2, limits.headersTimeout);
     }
+    // Beyond this, net closes new connections as soon as they are accepted.
+    this.server.maxConnections = limits.maxConnections;
     this.server.on('connection', (socket: Socket) => {
       this.connections.add(socket);
       socket.once('close', () => this.connections.delete(socket));
@@ -62,12 +77,29 @@ export class RegistryServer {
     http2.on('session', (session: Http2Session) => {
       this.sessions.add(session);
       session.once('close', () => this.sessions.delete(session));
+      guardSession(session, limits);
     });
   }
 
   private trackHttp1(socket: Socket): void {
-    this.sockets.set(socket, { active: 0 });
-    socket.once('close', () => this.sockets.delete(socket));
+    const state: Http1State = { active: 0, waiting: undefined };
+    this.sockets.set(socket, state);
+    this.awaitHead(socket, state, this.options.limits.headersTimeout);
+    socket.once('close', () => {
+      clearTimeout(state.waiting);
+      this.sockets.delete(socket);
+    });
+  }
+
+  /**
+   * Backstop for Node's own head checks, which only the plain HTTP/1 server runs (HTTP/1.1 over TLS is parsed
+   * for the HTTP/2 server, which has none): a connection with no request in flight must bring its next request
+   * head within `ms`, or it is dropped.
+   */
+  private awaitHead(socket: Socket, state: Http1State, ms: number): void {
+    clearTimeout(state.waiting);
+    state.waiting = setTimeout(() => socket.destroy(), ms);
+    state.waiting.unref();
   }
 
   listen(host: string, port: number): Promise<{ host: string; port: number }> {
@@ -84,6 +116,7 @@ export class RegistryServer {
   /** Stops accepting, lets responses in flight finish for up to `timeoutMs`, then cuts what is left. */
   async close(timeoutMs: number): Promise<void> {
     this.closing = true;
+    this.disarm();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const session of this.sessions) session.close();
     for (const [socket, state] of this.sockets) if (state.active === 0) socket.end();
@@ -124,7 +157,12 @@ export class RegistryServer {
       bytes: 0,
     };
     const socketState = req.httpVersionMajor === 1 ? this.sockets.get(req.socket) : undefined;
-    if (socketState) socketState.active++;
+    if (socketState) {
+      socketState.active++;
+      clearTimeout(socketState.waiting);
+    }
+    // Every answer, errors included: a browser must never guess HTML out of a blob or an error body (finding 9).
+    res.setHeader('x-content-type-options', 'nosniff');
     if (this.closing && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
     try {
       await this.options.handler(ctx);
@@ -134,6 +172,11 @@ export class RegistryServer {
       if (socketState) {
         socketState.active--;
         if (this.closing && socketState.active === 0) (req.socket).end();
+        // Idle now: keepAliveTimeout (idleTimeout) closes it, unless a next request head is dripping in.
+        else if (socketState.active === 0) {
+          const { idleTimeout, headersTimeout } = this.options.limits;
+          this.awaitHead(req.socket, socketState, idleTimeout + headersTimeout);
+        }
       }
       this.accessLog(ctx, started);
     }
@@ -182,7 +225,8 @@ export class RegistryServer {
   private accessLog(ctx: RequestContext, started: bigint): void {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const status = ctx.res.statusCode;
-    this.options.metrics.httpDuration.observe({ method: ctx.method, status: String(status) }, seconds);
+    const method = METHOD_LABELS.has(ctx.method) ? ctx.method : 'other';
+    this.options.metrics.httpDuration.observe({ method, status: String(status) }, seconds);
     if (!this.options.log.isLevelEnabled('info')) return;
     ctx.log.info(
       {
@@ -198,6 +242,13 @@ export class RegistryServer {
       'request',
     );
   }
+}
+
+interface Http1State {
+  /** Requests in flight on the connection. */
+  active: number;
+  /** Set while no request is in flight: drops the connection if no request head arrives in time. */
+  waiting: NodeJS.Timeout | undefined;
 }
 
 function isAbort(err: unknown): boolean {

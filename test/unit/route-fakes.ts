@@ -59,6 +59,7 @@ export function fakeDeps(blob: () => BlobHandle | undefined = () => undefined, h
       ['ghcr.io', fakeMirror('ghcr.io', blob)],
     ]),
     defaultRegistry: hub,
+    sendTimeout: 60_000,
     metrics: new Metrics(registry),
     registry,
   };

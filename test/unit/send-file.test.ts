@@ -32,7 +32,7 @@ beforeAll(async () => {
       const handle = await open(join(dir, name), 'r');
       res.writeHead(200, { 'content-length': end - start + 1 });
       try {
-        const sent = await sendFileRange(res, async (buffer, length, position) => (await handle.read(buffer, 0, length, position)).bytesRead, start, end);
+        const sent = await sendFileRange(res, async (buffer, length, position) => (await handle.read(buffer, 0, length, position)).bytesRead, start, end, 30_000);
         outcomes.push({ sent });
         res.end();
       } catch (err) {
