@@ -10,6 +10,7 @@ import { BlobCache } from './cache/blobs.js';
 import { BlobFills } from './cache/fills.js';
 import { InUse } from './cache/in-use.js';
 import { manifestBodies, type ManifestBodies } from './cache/manifest-store.js';
+import { PullBudget } from './cache/pull-budget.js';
 import { ManifestCache } from './cache/manifests.js';
 import { RepoGuard } from './cache/repo-guard.js';
 import { Retention, type GcReport } from './cache/retention.js';
@@ -184,6 +185,7 @@ function openRegistry(config: Config, r: RegistryConfig, shared: SharedParts, lo
     log: log.child({ module: 'manifests' }),
     memoryBytes: config.cache.manifestMemoryBytes,
     bodies,
+    budget: config.rateLimit.perClient === 'off' ? undefined : new PullBudget(config.rateLimit.perClient, now),
     now,
     guard,
   });

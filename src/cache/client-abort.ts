@@ -4,6 +4,8 @@
 
 export interface ClientAbort {
   readonly signal?: AbortSignal | undefined;
+  /** The client's address, for its share of the pull allowance (cache/pull-budget.ts). */
+  readonly address?: string | undefined;
 }
 
 /** No client to follow: the cache's own work (seed, background revalidation, prefetch). */

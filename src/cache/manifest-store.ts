@@ -14,6 +14,7 @@ import type { FetchedManifest, Upstream } from '../upstream/upstream.js';
 import { diskFullReason, readWhole, type BlobStore } from './blob-store.js';
 import { DETACHED, type ClientAbort } from './client-abort.js';
 import type { RepoGuard } from './repo-guard.js';
+import type { PullBudget } from './pull-budget.js';
 import { SingleFlight } from './single-flight.js';
 
 export type ManifestSource = 'hit' | 'miss' | 'coalesced' | 'stale';
@@ -34,6 +35,8 @@ export interface ManifestStoreDeps {
   metrics: Metrics;
   log: Logger;
   memoryBytes: number;
+  /** Each client's share of this registry's upstream pulls (`rateLimit.perClient`); absent: unlimited. */
+  budget?: PullBudget | undefined;
   /** Bodies in memory, by digest; shared by every registry's store, since a digest is the same bytes anywhere. */
   bodies?: ManifestBodies | undefined;
   now: () => number;
@@ -86,7 +89,15 @@ export class ManifestStore {
     // repository answers that one only); a tag is one repository's, and answered per Accept class.
     const byDigest = this.deps.guard ? `${repo}@${reference}` : reference;
     const key = reference.includes(':') ? byDigest : `${repo}:${reference}#${accept.key}`;
-    const { value, shared } = await this.fetches.do(key, (signal) => this.fetchAndStore(repo, reference, accept, signal), client.signal);
+    const { value, shared } = await this.fetches.do(
+      key,
+      async (signal) => {
+        // The client that causes the upstream GET (a pull, on Docker Hub) spends its share; those joining it do not.
+        if (this.deps.budget && client.address !== undefined) this.deps.budget.take(client.address);
+        return this.fetchAndStore(repo, reference, accept, signal);
+      },
+      client.signal,
+    );
     if (!value) throw this.unknown(repo, reference);
     const { digest, mediaType, bytes } = value;
     return { digest, mediaType, size: bytes.length, bytes, source: shared ? 'coalesced' : 'miss' };

@@ -16,6 +16,7 @@ import type { BlobStore } from './blob-store.js';
 import { ManifestStore, type ManifestAnswer, type ManifestBodies } from './manifest-store.js';
 import { DETACHED, type ClientAbort } from './client-abort.js';
 import type { RepoGuard } from './repo-guard.js';
+import type { PullBudget } from './pull-budget.js';
 import { SingleFlight } from './single-flight.js';
 import { tagTtlPolicy, type TagTtl } from './tag-policy.js';
 
@@ -33,6 +34,8 @@ export interface ManifestCacheDeps {
   memoryBytes: number;
   /** Shared with the other registries' caches (see ManifestStoreDeps). */
   bodies?: ManifestBodies | undefined;
+  /** Each client's share of the pulls (see ManifestStoreDeps). */
+  budget?: PullBudget | undefined;
   now?: () => number;
   /** See ManifestStoreDeps. */
   guard?: RepoGuard | undefined;

@@ -198,6 +198,11 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** At or under this many remaining pulls, cached tags are served without revalidation until the window resets. */
       reserve: z.int().min(0).default(10),
+      /**
+       * Each client address's share of upstream pulls (manifest GETs that miss the cache) per window, so one
+       * client cannot spend the site's allowance; "off" (the default) leaves clients unlimited.
+       */
+      perClient: z.union([z.literal('off'), z.strictObject({ pulls: z.int().min(1), window: duration })]).default('off'),
     })
     .prefault({}),
   cache: z

@@ -17,6 +17,8 @@ export interface RequestContext {
   readonly query: string;
   /** Aborts when the client goes away before its answer is complete; made on first use. */
   readonly signal: AbortSignal;
+  /** The client's address (its share of the pull allowance); read on first use. */
+  readonly address: string | undefined;
   /** Filled in by handlers for the access log and metrics. */
   cache: string | undefined;
   kind: 'manifest' | 'blob' | 'tags' | undefined;

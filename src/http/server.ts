@@ -151,6 +151,9 @@ export class RegistryServer {
       get signal() {
         return (aborter ??= clientGone(res)).signal;
       },
+      get address() {
+        return req.socket.remoteAddress;
+      },
       cache: undefined,
       kind: undefined,
       registry: undefined,
