@@ -11,6 +11,7 @@ import { BlobFills } from './cache/fills.js';
 import { InUse } from './cache/in-use.js';
 import { manifestBodies, type ManifestBodies } from './cache/manifest-store.js';
 import { PullBudget } from './cache/pull-budget.js';
+import { ImportJournal, recoverInterruptedImport } from './seed/import-journal.js';
 import { ManifestCache } from './cache/manifests.js';
 import { RepoGuard } from './cache/repo-guard.js';
 import { Retention, type GcReport } from './cache/retention.js';
@@ -110,6 +111,9 @@ async function openCache(config: Config, log: Logger, options: CacheOptions = {}
   const index = new BlobIndex(db, config.cache.metadataEntries);
   const tags = new LevelTagIndex(db, config.cache.metadataEntries);
   const pins = new PinIndex(db);
+  // An import killed half-way added files it never recorded: they go now.
+  const undone = await recoverInterruptedImport(importJournalPath(config), store, index);
+  if (undone > 0) log.warn({ removedFiles: undone }, 'undid an interrupted import');
   const usage = await index.loadUsage();
   metrics.setUsageSource(() => index.usage);
   log.info({ storedBytes: usage.bytes, storedBlobs: usage.count }, 'index open');
@@ -208,13 +212,18 @@ export async function openSeeder(config: Config, log: Logger): Promise<Seeder> {
   };
 }
 
+/** Where an import lists what it adds while it runs (next to index/, outside tmp/, which every start empties). */
+function importJournalPath(config: Config): string {
+  return join(config.dataDir, 'import.journal');
+}
+
 /** The cache of a stopped mirror, wired for `regmirror export` and `import`. */
 export async function openBundles(config: Config, log: Logger): Promise<Bundles> {
   const cache = await openCache(config, log);
   const { store, index, tags, pins } = cache;
   return {
     exporting: { store, index, tags, pins, configPins: config.cache.pins },
-    importing: { registries: new Set(cache.registries.keys()), store, index, tags, pins },
+    importing: { registries: new Set(cache.registries.keys()), store, index, tags, pins, journal: new ImportJournal(importJournalPath(config)) },
     close: () => cache.close(),
   };
 }

@@ -20,6 +20,7 @@ import { blobsOf, ManifestError, parseManifest, type Descriptor } from '../regis
 import { MissingContentError, walkManifests, WalkLimitError } from '../registry/manifest-graph.js';
 import { isMediaType, MANIFEST_TYPES } from '../registry/media-types.js';
 import { parseImageReference, type Digest } from '../registry/reference.js';
+import type { ImportJournal } from './import-journal.js';
 import { BundleError, classify, readLayout } from './layout-source.js';
 import { REF_NAME } from './oci-layout.js';
 
@@ -41,6 +42,8 @@ export interface ImportDeps {
   index: Pick<BlobIndex, 'get' | 'put' | 'delete'>;
   tags: Pick<TagIndex, 'put'>;
   pins: Pick<PinIndex, 'add'>;
+  /** Lists the files being added, so that an import killed half-way is undone at the next open (app.ts). */
+  journal?: ImportJournal | undefined;
 }
 
 const OCTET_STREAM = 'application/octet-stream';
@@ -62,7 +65,10 @@ class Importer {
   index: Buffer | undefined;
   layout: Buffer | undefined;
 
-  constructor(private readonly store: ImportDeps['store']) {}
+  constructor(
+    private readonly store: ImportDeps['store'],
+    private readonly journal: ImportJournal | undefined,
+  ) {}
 
   async entry(path: string, size: number, body: Readable): Promise<void> {
     const what = classify(path);
@@ -97,6 +103,7 @@ class Importer {
       this.alreadyCached++;
       return;
     }
+    await this.journal?.add(digest);
     const writer = await this.store.createWriter(digest, size);
     try {
       await pipeline(body, writer);
@@ -121,14 +128,17 @@ class Importer {
 }
 
 export async function importBundle(deps: ImportDeps, source: string, onBytes: (n: number) => void = () => undefined): Promise<ImportSummary> {
-  const importer = new Importer(deps.store);
+  const importer = new Importer(deps.store, deps.journal);
   const onEntry = (path: string, size: number, body: Readable) => importer.entry(path, size, body);
+  await deps.journal?.begin();
   try {
     await readLayout(source, onEntry, onBytes);
     return await commitImport(deps, importer);
   } catch (err) {
     await importer.rollback(deps.index);
     throw err;
+  } finally {
+    await deps.journal?.end();
   }
 }
 
