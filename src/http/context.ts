@@ -45,3 +45,56 @@ export class ClientGoneError extends Error {
     this.name = 'ClientGoneError';
   }
 }
+
+/**
+ * One request's context. A class, not an object literal with getters: those would make three closures per
+ * request on the hottest path; here the lazy parts (child logger, AbortSignal, address) live on the prototype.
+ */
+export class Context implements RequestContext {
+  readonly method: string;
+  readonly path: string;
+  readonly query: string;
+  cache: string | undefined = undefined;
+  kind: RequestContext['kind'] = undefined;
+  registry: string | undefined = undefined;
+  bytes = 0;
+  private logger: Logger | undefined;
+  private aborter: AbortController | undefined;
+
+  constructor(
+    readonly req: Request,
+    readonly res: Response,
+    private readonly parentLog: Logger,
+    private readonly reqId: number,
+    rawUrl: string,
+    queryAt: number,
+  ) {
+    this.method = req.method ?? 'GET';
+    this.path = queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt);
+    this.query = queryAt === -1 ? '' : rawUrl.slice(queryAt);
+  }
+
+  /** Made on first use: a pino child serialises its bindings, and most requests log nothing below info. */
+  get log(): Logger {
+    return (this.logger ??= this.parentLog.child({ reqId: this.reqId }));
+  }
+
+  /** Made on first use too: only requests that wait on upstream need one. */
+  get signal(): AbortSignal {
+    return (this.aborter ??= clientGone(this.res)).signal;
+  }
+
+  get address(): string | undefined {
+    return this.req.socket.remoteAddress;
+  }
+}
+
+/** Aborts when the response closes unfinished: the client hung up, and work done only for it can stop. */
+function clientGone(res: Response): AbortController {
+  const controller = new AbortController();
+  if (responseClosed(res) && !res.writableEnded) controller.abort();
+  else res.once('close', () => {
+    if (!res.writableEnded) controller.abort();
+  });
+  return controller;
+}

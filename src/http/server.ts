@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { RegistryError } from '../registry/errors.js';
 import { UpstreamContentError, UpstreamError } from '../upstream/errors.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { ClientGoneError, responseClosed, type Request, type RequestContext, type Response } from './context.js';
+import { ClientGoneError, Context, responseClosed, type Request, type RequestContext, type Response } from './context.js';
 import { armHeadChecks, guardSession, http1Options, http2Settings, type ConnectionLimits } from './limits.js';
 import { createSniffingListener } from './listener.js';
 
@@ -133,32 +133,7 @@ export class RegistryServer {
     const started = process.hrtime.bigint();
     const rawUrl = req.url ?? '/';
     const queryAt = rawUrl.indexOf('?');
-    const reqId = ++this.nextRequestId;
-    const parentLog = this.options.log;
-    let log: Logger | undefined;
-    let aborter: AbortController | undefined;
-    const ctx: RequestContext = {
-      req,
-      res,
-      // Made on first use: a pino child serialises its bindings, and most requests log nothing below info.
-      get log() {
-        return (log ??= parentLog.child({ reqId }));
-      },
-      method: req.method ?? 'GET',
-      path: queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt),
-      query: queryAt === -1 ? '' : rawUrl.slice(queryAt),
-      // Made on first use too: only requests that wait on upstream need one.
-      get signal() {
-        return (aborter ??= clientGone(res)).signal;
-      },
-      get address() {
-        return req.socket.remoteAddress;
-      },
-      cache: undefined,
-      kind: undefined,
-      registry: undefined,
-      bytes: 0,
-    };
+    const ctx = new Context(req, res, this.options.log, ++this.nextRequestId, rawUrl, queryAt);
     const socketState = req.httpVersionMajor === 1 ? this.sockets.get(req.socket) : undefined;
     if (socketState) {
       socketState.active++;
@@ -258,15 +233,6 @@ function isAbort(err: unknown): boolean {
   return err instanceof ClientGoneError || (err instanceof Error && err.name === 'AbortError');
 }
 
-/** Aborts when the response closes unfinished: the client hung up, and work done only for it can stop. */
-function clientGone(res: Response): AbortController {
-  const controller = new AbortController();
-  if (responseClosed(res) && !res.writableEnded) controller.abort();
-  else res.once('close', () => {
-    if (!res.writableEnded) controller.abort();
-  });
-  return controller;
-}
 
 /** Our errors pass through; upstream trouble becomes what a client can act on; anything else is hidden. */
 export function toRegistryError(err: unknown): RegistryError {
