@@ -82,7 +82,7 @@ export class RegistryServer {
   }
 
   private trackHttp1(socket: Socket): void {
-    const state: Http1State = { active: 0, waiting: undefined };
+    const state: Http1State = { active: 0, waiting: undefined, waitMs: 0 };
     this.sockets.set(socket, state);
     this.awaitHead(socket, state, this.options.limits.headersTimeout);
     socket.once('close', () => {
@@ -94,12 +94,20 @@ export class RegistryServer {
   /**
    * Backstop for Node's own head checks, which only the plain HTTP/1 server runs (HTTP/1.1 over TLS is parsed
    * for the HTTP/2 server, which has none): a connection with no request in flight must bring its next request
-   * head within `ms`, or it is dropped.
+   * head within `ms`, or it is dropped. One timer per connection, restarted (not remade) after each request: a
+   * request in flight when it fires keeps the connection, and the request's end restarts it.
    */
   private awaitHead(socket: Socket, state: Http1State, ms: number): void {
+    if (state.waiting && state.waitMs === ms) {
+      state.waiting.refresh();
+      return;
+    }
     clearTimeout(state.waiting);
-    state.waiting = setTimeout(() => socket.destroy(), ms);
+    state.waiting = setTimeout(() => {
+      if (state.active === 0) socket.destroy();
+    }, ms);
     state.waiting.unref();
+    state.waitMs = ms;
   }
 
   listen(host: string, port: number): Promise<{ host: string; port: number }> {
@@ -135,10 +143,7 @@ export class RegistryServer {
     const queryAt = rawUrl.indexOf('?');
     const ctx = new Context(req, res, this.options.log, ++this.nextRequestId, rawUrl, queryAt);
     const socketState = req.httpVersionMajor === 1 ? this.sockets.get(req.socket) : undefined;
-    if (socketState) {
-      socketState.active++;
-      clearTimeout(socketState.waiting);
-    }
+    if (socketState) socketState.active++;
     // Every answer, errors included: a browser must never guess HTML out of a blob or an error body (finding 9).
     res.setHeader('x-content-type-options', 'nosniff');
     if (this.closing && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
@@ -225,8 +230,9 @@ export class RegistryServer {
 interface Http1State {
   /** Requests in flight on the connection. */
   active: number;
-  /** Set while no request is in flight: drops the connection if no request head arrives in time. */
+  /** Drops the connection if no request head arrives in time while no request is in flight. */
   waiting: NodeJS.Timeout | undefined;
+  waitMs: number;
 }
 
 function isAbort(err: unknown): boolean {
