@@ -1,13 +1,9 @@
-// `regmirror ls`: the cached repositories and tags, read from the index of a stopped mirror.
-import { DiskBlobStore, readStored } from '../cache/blob-store.js';
-import { BlobIndex } from '../index/blob-index.js';
-import { DOCKER_HUB } from '../registry/reference.js';
-import { LevelTagIndex, type TagEntry } from '../index/tag-index.js';
+// `regmirror ls`: the cached repositories and tags.
+import { listImages, type ImageRow } from '../admin/images.js';
 import { loadConfig } from '../config/load.js';
 import type { CommandContext } from './command.js';
-import { openIndexOf } from './data-dir.js';
+import { openDataDir } from './data-dir.js';
 import { humanBytes } from './progress.js';
-import { walkManifests } from '../registry/manifest-graph.js';
 import { parseFlags } from './args.js';
 
 export const LS_HELP = `usage: regmirror ls [--config FILE]
@@ -20,51 +16,22 @@ pulled it, how often, and when upstream last confirmed it. Reads the data direct
 export async function ls(ctx: CommandContext): Promise<void> {
   const { configFile } = parseFlags(ctx, { command: 'ls', help: LS_HELP, options: {} });
   const config = await loadConfig({ file: configFile, env: ctx.env });
-  const db = await openIndexOf(config);
+  const data = await openDataDir(config);
   try {
-    const tags = new LevelTagIndex(db, 1000);
-    const blobs = new BlobIndex(db, 10_000);
-    const store = new DiskBlobStore(config.dataDir);
-    const rows: string[][] = [['REPOSITORY:TAG', 'DIGEST', 'SIZE', 'LAST PULLED', 'HITS', 'CHECKED']];
-    const seen = new Set<string>();
-    for await (const entry of tags.entries()) {
-      // Docker Hub's tags as docker shows them (docker.io implied); every other registry's with its name.
-      const name = entry.upstream === DOCKER_HUB ? `${entry.repo}:${entry.tag}` : `${entry.upstream}/${entry.repo}:${entry.tag}`;
-      const id = `${name}@${entry.digest}`;
-      if (seen.has(id)) continue; // one tag, several accept classes, same digest
-      seen.add(id);
-      rows.push([
-        name,
-        entry.digest.slice(0, 19),
-        humanBytes(await imageSize(entry, blobs, store)),
-        when(entry.pulledAt),
-        String(entry.hits ?? 0),
-        when(entry.checkedAt),
-      ]);
-    }
-    ctx.out(table(rows));
-    ctx.out(`${rows.length - 1} tag(s) in ${config.dataDir}\n`);
+    const images = await listImages({ ...data, configPins: config.cache.pins });
+    ctx.out(formatImages(images, config.dataDir));
   } finally {
-    await db.close();
+    await data.close();
   }
 }
 
-/**
- * The manifest plus every blob it names (for an index: its platform manifests and theirs), as far as they are
- * cached. Counted per path: a layer two platforms share counts twice.
- */
-async function imageSize(entry: TagEntry, blobs: BlobIndex, store: DiskBlobStore): Promise<number> {
-  const nodes = await walkManifests([{ digest: entry.digest }], {
-    maxDepth: 2,
-    missing: 'skip',
-    platformsOptional: true,
-    badManifest: 'skip',
-    artifactBlobs: true,
-    dedupe: false,
-    stat: (node) => blobs.get(node.digest),
-    read: (node) => readStored(store, node.digest),
-  });
-  return nodes.reduce((total, node) => total + (node.info?.size ?? 0), 0);
+/** The table `ls` prints, from the rows a running mirror sends or the data directory gives. */
+export function formatImages(images: readonly ImageRow[], dataDir: string): string {
+  const rows: string[][] = [['REPOSITORY:TAG', 'DIGEST', 'SIZE', 'LAST PULLED', 'HITS', 'CHECKED']];
+  for (const image of images) {
+    rows.push([image.name, image.digest.slice(0, 19), humanBytes(image.size), when(image.pulledAt), String(image.pulls), when(image.checkedAt)]);
+  }
+  return `${table(rows)}${rows.length - 1} tag(s) in ${dataDir}\n`;
 }
 
 function when(ms: number | undefined): string {

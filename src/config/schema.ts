@@ -247,6 +247,25 @@ export const configSchema = z.strictObject({
   /** Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain and key. Absent: plain HTTP. */
   tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
   auth: auth.optional(),
+  /** The status page at `/` and its read-only JSON API under `/api/v1/` (issue 15). */
+  status: z
+    .strictObject({
+      /** false: `/` and `/api/v1/` answer 404 (the admin socket still works). */
+      page: z.boolean().default(true),
+    })
+    .prefault({}),
+  /** Live administration of the running mirror (issue 15): pins, deletes, GC, seed, export, import. */
+  admin: z
+    .strictObject({
+      /** A Unix socket in the data directory (mode 0600), which the CLI commands use while the mirror runs. */
+      socket: z.boolean().default(true),
+      /**
+       * Absent: no administration over the network. Set: `/api/v1/admin/` on the mirror's port takes
+       * `Authorization: Bearer <token>`. At least 16 characters; never logged or shown.
+       */
+      token: z.string().min(16, 'admin.token must be at least 16 characters').optional(),
+    })
+    .prefault({}),
   /** How long in-flight responses may take to finish on SIGTERM before the process exits anyway. */
   shutdownTimeout: duration.prefault('10s'),
 });
@@ -257,3 +276,4 @@ export type UpstreamConfig = Config['upstream'];
 export type TagsConfig = Config['tags'];
 export type AuthConfig = NonNullable<Config['auth']>;
 export type HttpConfig = Config['http'];
+export type AdminConfig = Config['admin'];

@@ -47,6 +47,11 @@ export interface RouteDeps {
   auth?: ClientAuth | undefined;
   /** A stored blob whose client takes no bytes for this long is cut (config `http.idleTimeout`). */
   sendTimeout: number;
+  /**
+   * The status page (`/`) and the JSON API (`/api/v1/…`): everything that is not the registry API or an
+   * operational probe. Absent: those paths are 404.
+   */
+  console?: Handler | undefined;
 }
 
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' } as const;
@@ -73,7 +78,10 @@ export function createRoutes(deps: RouteDeps): Handler {
       if (deps.auth?.guardsMetrics) await deps.auth.check(ctx, { kind: 'metrics' });
       return sendText(ctx, 200, await deps.registry.metrics(), deps.registry.contentType);
     }
-    if (!path.startsWith('/v2/') && path !== '/v2') throw new RegistryError('NOT_FOUND', 'no such endpoint');
+    if (!path.startsWith('/v2/') && path !== '/v2') {
+      if (deps.console && (path === '/' || path.startsWith('/api/') || path.startsWith('/ui/'))) return deps.console(ctx);
+      throw new RegistryError('NOT_FOUND', 'no such endpoint');
+    }
     if (!READ_METHODS.has(method)) throw readOnly();
     if (path === '/v2/' || path === '/v2') {
       if (deps.auth) await deps.auth.check(ctx, { kind: 'root' });
