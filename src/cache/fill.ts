@@ -33,6 +33,8 @@ export interface FillDeps {
 export class BlobFill {
   /** Resolves once the download has succeeded or failed; a failed one has removed its temp file by then. */
   readonly settled: Promise<void>;
+  /** Client reads of this download open now (the status page's "clients attached"). */
+  private attached = 0;
 
   private constructor(
     private readonly deps: FillDeps,
@@ -53,9 +55,27 @@ export class BlobFill {
     return this.progress.size();
   }
 
+  /** Bytes of the download on disk so far. */
+  get written(): number {
+    return this.progress.written();
+  }
+
+  /** Stored (or failed): nothing is downloading any more. */
+  get finished(): boolean {
+    return this.progress.isDone() || this.progress.error() !== undefined;
+  }
+
+  get readers(): number {
+    return this.attached;
+  }
+
   /** A client's own stream of the blob (or a range), following the download; see fill-reader.ts. */
   read(range?: ByteRange): Readable {
-    return readFill(this.progress, this.deps.store, range, this.refetch);
+    const stream = readFill(this.progress, this.deps.store, range, this.refetch);
+    // Counted until the stream closes, whichever way it ends (done, client gone, error).
+    this.attached++;
+    stream.once('close', () => this.attached--);
+    return stream;
   }
 
   /**

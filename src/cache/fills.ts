@@ -22,7 +22,26 @@ export interface JoinedFill {
 /** A download in flight, and the upstream it comes from. */
 interface Running {
   from: FillSource['upstream'];
+  repo: Repository;
+  /** ms since epoch, for the rate the status page shows. */
+  startedAt: number;
   started: Promise<BlobFill | undefined>;
+  /** Set once upstream has answered: from then on the download has a size and a progress to show. */
+  fill?: BlobFill | undefined;
+}
+
+/** One download as the status page shows it (read-only, a copy taken when asked). */
+export interface DownloadStatus {
+  digest: Digest;
+  repository: Repository;
+  registry: string;
+  startedAt: number;
+  /** Bytes on disk so far. */
+  written: number;
+  /** As upstream announced it; undefined when it did not. */
+  size: number | undefined;
+  /** Client reads following this download now. */
+  readers: number;
 }
 
 export class BlobFills {
@@ -47,9 +66,31 @@ export class BlobFills {
     }
     const log = this.deps.log.child({ registry: from.upstream.name });
     const started = BlobFill.start({ ...this.deps, ...from, log }, repo, digest, this.shutdown.signal);
-    this.track(digest, { from: from.upstream, started });
+    this.track(digest, { from: from.upstream, repo, startedAt: Date.now(), started });
     const fill = await started;
     return fill ? { fill, coalesced: false } : undefined;
+  }
+
+  /**
+   * The downloads under way, for the status page: a copy of each one's progress now. Those still waiting for
+   * upstream's first answer are left out (nothing to show yet), as are stored files adopted without a download.
+   */
+  downloads(): DownloadStatus[] {
+    const list: DownloadStatus[] = [];
+    for (const [digest, running] of this.inFlight) {
+      const fill = running.fill;
+      if (!fill || fill.finished) continue;
+      list.push({
+        digest,
+        repository: running.repo,
+        registry: running.from.name,
+        startedAt: running.startedAt,
+        written: fill.written,
+        size: fill.size,
+        readers: fill.readers,
+      });
+    }
+    return list;
   }
 
   /** Resolves once the download of `digest` (if one runs) has ended, successfully or not. */
@@ -78,6 +119,9 @@ export class BlobFills {
       if (this.inFlight.get(digest) === running) this.inFlight.delete(digest);
       this.deps.inUse.release(digest);
     };
-    running.started.then((fill) => (fill ? fill.settled.then(end) : end()), end);
+    running.started.then((fill) => {
+      running.fill = fill;
+      return fill ? fill.settled.then(end) : end();
+    }, end);
   }
 }

@@ -50,7 +50,17 @@ export interface GcReport {
 /** How deep manifests nest: an index names manifests, which name blobs. */
 const MAX_DEPTH = 3;
 
+/** The last collection that removed (not a dry run): what the status page shows. */
+export interface LastGc {
+  /** ms since epoch, when it ended. */
+  at: number;
+  removed: number;
+  bytes: number;
+}
+
 export class Retention {
+  /** Undefined until the first collection since start. */
+  lastGc: LastGc | undefined;
   private readonly removing = new Map<Digest, Promise<void>>();
   private reserved = 0;
   private evicting: Promise<void> | undefined;
@@ -154,8 +164,21 @@ export class Retention {
     if (!options.dryRun) for (const item of removable) if (await this.remove(item.digest)) removed.push(item);
     const bytes = removed.reduce((sum, r) => sum + r.size, 0);
     this.deps.metrics.gcRuns.inc({ mode: options.dryRun ? 'dry-run' : 'remove' });
-    if (!options.dryRun) this.deps.metrics.gcFreedBytes.inc(bytes);
+    if (!options.dryRun) {
+      this.deps.metrics.gcFreedBytes.inc(bytes);
+      this.lastGc = { at: this.now(), removed: removed.length, bytes };
+    }
     return { dryRun: options.dryRun, removed, bytes, reachable: reachable.size };
+  }
+
+  /**
+   * Bytes of what the pins keep: pinned digests and everything their stored manifests name, each digest once.
+   * Walks manifests: callers cache it (the status page asks at most every ~30 s).
+   */
+  async pinnedBytes(): Promise<number> {
+    let bytes = 0;
+    for (const digest of await this.reach(await this.pinRoots())) bytes += (await this.deps.index.get(digest))?.size ?? 0;
+    return bytes;
   }
 
   private recent(digest: Digest, record: BlobRecord, cutoff: number): boolean {

@@ -117,6 +117,8 @@ async function serveManifest(deps: RouteDeps, ctx: RequestContext, mirror: Mirro
       : await mirror.manifests.byTag(repo, parsed.tag, accept, withBody, { client: ctx });
   ctx.cache = manifest.source;
   deps.metrics.cacheRequests.inc({ registry: mirror.name, kind: 'manifest', result: manifest.source === 'stale' ? 'hit' : manifest.source });
+  // Only a GET is a pull on Docker Hub; one answered by anything but this request's own upstream GET spared one.
+  if (withBody && manifest.source !== 'miss') deps.metrics.pullsSpared.inc({ registry: mirror.name });
   sendManifest(ctx, manifest);
 }
 

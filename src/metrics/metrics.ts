@@ -9,6 +9,11 @@ export class Metrics {
   readonly cacheRequests: Counter<'registry' | 'kind' | 'result'>;
   /** Bytes sent to clients: `cache` from a verified file, `upstream` from a download in progress. */
   readonly servedBytes: Counter<'registry' | 'source'>;
+  /**
+   * Client manifest GETs answered without a manifest GET upstream (a cache hit, a stale answer, or a share of
+   * another client's GET): the pulls Docker Hub would have counted had clients gone there directly.
+   */
+  readonly pullsSpared: Counter<'registry'>;
   /** Every request sent upstream; status `error` when no response came. */
   readonly upstreamRequests: Counter<'registry' | 'kind' | 'method' | 'status'>;
   /** Blob bytes received from upstream. */
@@ -56,6 +61,12 @@ export class Metrics {
       name: 'regmirror_served_bytes_total',
       help: 'Bytes sent to clients, by source',
       labelNames: ['registry', 'source'],
+      registers,
+    });
+    this.pullsSpared = new Counter({
+      name: 'regmirror_pulls_spared_total',
+      help: 'Client manifest GETs answered without a manifest GET upstream (pulls not spent)',
+      labelNames: ['registry'],
       registers,
     });
     this.upstreamRequests = new Counter({

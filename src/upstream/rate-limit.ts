@@ -65,6 +65,11 @@ export class RateLimitTracker {
     }
   }
 
+  /** What upstream last reported (undefined until a response carried the headers), for the status page. */
+  get current(): RateLimitState | undefined {
+    return this.state;
+  }
+
   /** Manifest GETs upstream answered with 200 since start: what Docker Hub counts as pulls. */
   get pullsSpent(): number {
     return this.pulls;
