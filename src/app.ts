@@ -32,6 +32,8 @@ import { RegistryClient } from './upstream/client.js';
 import { OfflineUpstream } from './upstream/offline.js';
 import type { Upstream } from './upstream/upstream.js';
 import { RateLimitTracker } from './upstream/rate-limit.js';
+import { configSummary } from './status/config-summary.js';
+import { openStatusConsole, type StatusConsole } from './status/console.js';
 import type { ImportDeps } from './seed/import.js';
 import type { AllRootsDeps, ClosureDeps } from './seed/oci-layout.js';
 import type { SeedDeps } from './seed/seed.js';
@@ -173,6 +175,7 @@ function openRegistry(config: Config, r: RegistryConfig, shared: SharedParts, lo
   // Every registry's series exist from the start, at 0, for dashboards and absent() alerts.
   metrics.breakerOpen.set({ registry: r.name }, 0);
   metrics.upstreamBytes.inc({ registry: r.name }, 0);
+  metrics.pullsSpared.inc({ registry: r.name }, 0);
   for (const result of ['ok', 'error']) metrics.fills.inc({ registry: r.name, result }, 0);
   const upstream: Upstream = client ?? new OfflineUpstream(r.name);
   // Credentials may open private repositories: then content by digest is served only for a repository known to
@@ -236,6 +239,7 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
   const cache = await openCache(config, log, options);
   const { metrics, db, retention, registries } = cache;
   const flush = (): Promise<void> => cache.flush();
+  const status = config.status.page ? await openStatus(config, cache, auth, options.now) : undefined;
   const server = new RegistryServer({
     handler: createRoutes({
       readiness: async () => {
@@ -255,6 +259,7 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
       registry: metrics.registry,
       auth,
       sendTimeout: config.http.idleTimeout,
+      console: status?.handler,
     }),
     log,
     metrics,
@@ -282,8 +287,33 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
     async close() {
       clearInterval(flushTimer);
       if (gcTimer) clearInterval(gcTimer);
+      status?.close();
       await server.close(config.shutdownTimeout);
       await cache.close();
     },
   };
+}
+
+/** The status page and its JSON API over the cache's parts (issue 15). */
+function openStatus(config: Config, cache: Cache, auth: ClientAuth | undefined, now: (() => number) | undefined): Promise<StatusConsole> {
+  const { metrics, fills, index, retention, tags, pins, store } = cache;
+  const { list } = registriesOf(config);
+  return openStatusConsole({
+    metrics,
+    upstreams: [...cache.registries.values()].map((r) => ({
+      name: r.name,
+      url: list.find((c) => c.name === r.name)?.url ?? '',
+      offline: r.offline,
+      rateLimit: r.rateLimit,
+      breaker: r.client?.breaker,
+    })),
+    fills,
+    index,
+    retention,
+    quotaBytes: config.cache.maxBytes,
+    config: configSummary(config, list),
+    images: { tags, index, store, pins, configPins: config.cache.pins },
+    auth,
+    now,
+  });
 }

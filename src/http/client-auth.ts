@@ -24,8 +24,11 @@ const FAILURE_WINDOW_MS = 60_000;
 /** Addresses remembered; the least recently failing go first, so memory stays bounded under a spray of addresses. */
 const FAILURE_ENTRIES = 10_000;
 
-/** What a request asks for: the API root (`docker login` probes it), /metrics, or one repository. */
-export type AuthTarget = { kind: 'root' } | { kind: 'metrics' } | { kind: 'repository'; registry: string; repo: string };
+/**
+ * What a request asks for: the API root (`docker login` probes it), /metrics, the status page and its JSON API
+ * (any user of the htpasswd file; never anonymous), or one repository.
+ */
+export type AuthTarget = { kind: 'root' } | { kind: 'metrics' } | { kind: 'status' } | { kind: 'repository'; registry: string; repo: string };
 
 export interface ClientAuthOptions {
   config: AuthConfig;
