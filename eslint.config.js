@@ -17,4 +17,24 @@ export default tseslint.config(
     },
   },
   { files: ['eslint.config.js'], ...tseslint.configs.disableTypeChecked },
+  // The status page's script runs in the browser as a plain file (no bundler, no TypeScript): browser globals,
+  // no type information. Build scripts are plain Node ESM.
+  {
+    files: ['src/status/assets/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      sourceType: 'script',
+      globals: readonly(['window', 'document', 'fetch', 'Node', 'Intl', 'setTimeout', 'clearTimeout', 'console']),
+    },
+  },
+  {
+    files: ['scripts/**/*.mjs'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: { ...tseslint.configs.disableTypeChecked.languageOptions, globals: readonly(['URL', 'process', 'console']) },
+  },
 );
+
+function readonly(names) {
+  return Object.fromEntries(names.map((name) => [name, 'readonly']));
+}

@@ -18,6 +18,8 @@ declare module 'vitest' {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   // Tests that run regmirror as a process (kill -9, CLI exit codes) use dist/: built once, here.
   await promisify(execFile)('npx', ['tsc', '-p', 'tsconfig.build.json'], { timeout: 180_000 });
+  // The status page's files, which tsc does not copy (as `npm run build` does).
+  await promisify(execFile)(process.execPath, ['scripts/copy-assets.mjs'], { timeout: 30_000 });
   const registry = await startRegistry();
   try {
     const images = await pushTestImages(registry.url);
