@@ -1,0 +1,114 @@
+// The status page's routes on a real in-process mirror (its upstream unreachable: nothing here pulls): what is
+// served where, read-only, 404 for what is not ours, the status.page switch, client auth, and no secret in the JSON.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import bcrypt from 'bcryptjs';
+import { request } from 'undici';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CSP } from '../../src/status/routes.js';
+import { metricValue, startMirror, type TestMirror } from '../fixtures/mirror.js';
+
+/** Nothing listens there: a pull would fail, the page must not need upstream. */
+const NO_UPSTREAM = 'http://127.0.0.1:9';
+const PASSWORD = 'upstream-password-not-for-the-page';
+const TOKEN = 'admin-token-never-shown-0123456789';
+const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
+let mirror: TestMirror | undefined;
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'regmirror-status-'));
+  await writeFile(join(dir, 'htpasswd'), `alice:${bcrypt.hashSync('wonderland', 4)}\n`);
+});
+afterEach(async () => {
+  await mirror?.close();
+  mirror = undefined;
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+async function get(path: string, options: { method?: 'GET' | 'HEAD' | 'POST' | 'DELETE'; authorization?: string } = {}) {
+  const response = await request(`${mirror?.url}${path}`, {
+    method: options.method ?? 'GET',
+    headers: options.authorization ? { authorization: options.authorization } : {},
+  });
+  const text = await response.body.text();
+  return { status: response.statusCode, headers: response.headers, text };
+}
+
+describe('status routes', () => {
+  it('serves the page under a strict CSP, its files from /ui/, and the JSON API, all read-only', async () => {
+    mirror = await startMirror(NO_UPSTREAM);
+    const page = await get('/');
+    expect(page.status).toBe(200);
+    expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(page.headers['content-security-policy']).toBe(CSP);
+    expect(page.text).toContain('<script src="/ui/app.js" defer></script>');
+    expect(page.text).not.toMatch(/<script>|https?:\/\//);
+    expect((await get('/ui/app.js')).headers['content-type']).toBe('text/javascript; charset=utf-8');
+    expect((await get('/ui/style.css')).headers['content-type']).toBe('text/css; charset=utf-8');
+    const head = await get('/', { method: 'HEAD' });
+    expect([head.status, head.text]).toEqual([200, '']);
+    const status = JSON.parse((await get('/api/v1/status')).text) as { requests: { hitRatio: unknown }; upstreams: Array<{ name: string; breaker: string }> };
+    expect(status.requests.hitRatio).toBeNull();
+    expect(status.upstreams).toMatchObject([{ name: 'docker.io', breaker: 'closed', pullsSpared: 0 }]);
+    expect(JSON.parse((await get('/api/v1/images')).text)).toMatchObject({ images: [] });
+    expect(JSON.parse((await get('/api/v1/history')).text)).toEqual({ intervalSeconds: 10, capacity: 360, points: [] });
+    const post = await get('/api/v1/status', { method: 'POST' });
+    expect(post.status).toBe(405);
+    expect(post.headers.allow).toBe('GET, HEAD');
+    expect(JSON.parse(post.text)).toMatchObject({ errors: [{ code: 'UNSUPPORTED' }] });
+    expect((await get('/', { method: 'DELETE' })).status).toBe(405);
+  });
+
+  it('answers 404 with a registry error for unknown paths under /api/ and /ui/, and leaves /api/v1/admin/ to the admin API', async () => {
+    mirror = await startMirror(NO_UPSTREAM);
+    for (const path of ['/api/v1/nope', '/api/v2/status', '/api/', '/ui/nope.js', '/api/v1/admin/images', '/api/v1/admin']) {
+      const answer = await get(path);
+      expect([path, answer.status]).toEqual([path, 404]);
+      expect(JSON.parse(answer.text)).toMatchObject({ errors: [{ code: 'NOT_FOUND' }] });
+    }
+    expect((await get('/api/v1/admin/gc', { method: 'POST' })).status).toBe(404);
+  });
+
+  it('counts pulls spared from start, at 0, in /metrics', async () => {
+    mirror = await startMirror(NO_UPSTREAM);
+    expect(await mirror.metrics()).toMatch(/^regmirror_pulls_spared_total\{registry="docker.io"\} 0$/m);
+  });
+
+  it('turns the page and /api/v1/ off with status.page: false (404), /v2/ and /metrics untouched', async () => {
+    mirror = await startMirror(NO_UPSTREAM, { config: { status: { page: false } } });
+    for (const path of ['/', '/api/v1/status', '/api/v1/images', '/ui/app.js']) expect([path, (await get(path)).status]).toEqual([path, 404]);
+    expect((await get('/v2/')).status).toBe(200);
+    expect((await get('/metrics')).status).toBe(200);
+  });
+
+  it('with client auth: 401 and a Basic challenge without credentials (a browser prompts), the page with a user of the htpasswd file', async () => {
+    mirror = await startMirror(NO_UPSTREAM, { config: { auth: { htpasswd: join(dir, 'htpasswd'), anonymous: ['docker.io/*'] } } });
+    for (const path of ['/', '/api/v1/status', '/api/v1/images', '/ui/app.js', '/api/v1/nope']) {
+      const answer = await get(path);
+      expect([path, answer.status]).toEqual([path, 401]);
+      expect(answer.headers['www-authenticate']).toBe('Basic realm="regmirror"');
+    }
+    expect((await get('/', { authorization: basic('alice', 'wrong') })).status).toBe(401);
+    const page = await get('/', { authorization: basic('alice', 'wonderland') });
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('regmirror');
+    const status = await get('/api/v1/status', { authorization: basic('alice', 'wonderland') });
+    expect(JSON.parse(status.text)).toMatchObject({ config: { auth: { enabled: true } } });
+  });
+
+  it('never shows credentials, the htpasswd file or admin.token in the JSON', async () => {
+    mirror = await startMirror(NO_UPSTREAM, {
+      config: { upstream: { url: NO_UPSTREAM, credentials: { username: 'hubuser', password: PASSWORD } }, admin: { token: TOKEN } },
+    });
+    const text = (await get('/api/v1/status')).text;
+    const status = JSON.parse(text) as { config: { registries: unknown[]; admin: unknown } };
+    expect(status.config.registries).toEqual([{ name: 'docker.io', url: NO_UPSTREAM, offline: false, tagTtlSeconds: 3600, account: true, allow: null }]);
+    expect(status.config.admin).toEqual({ socket: true, network: true });
+    expect(text).not.toContain(PASSWORD);
+    expect(text).not.toContain('hubuser');
+    expect(text).not.toContain(TOKEN);
+    expect(metricValue(await mirror.metrics(), 'regmirror_cache_requests_total')).toBe(0);
+  });
+});
