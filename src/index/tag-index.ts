@@ -111,8 +111,12 @@ export class LevelTagIndex implements TagIndex {
     }
   }
 
+  /** With the pulls counted since the last flush, so a running mirror's list (status page, `ls`) is current. */
   async *entries(): AsyncIterable<TagEntry> {
-    for await (const value of this.db.values()) yield value;
+    for await (const [id, value] of this.db.iterator()) {
+      const pending = this.pending.get(id);
+      yield pending ? { ...value, ...this.counted(value, pending) } : value;
+    }
   }
 
   async entriesFor(upstream: string, repo: string, tag: string): Promise<TagEntry[]> {

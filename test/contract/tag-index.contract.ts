@@ -40,6 +40,22 @@ export function tagIndexContract(create: () => Promise<TagIndex>): void {
     expect(await tags.get(k)).toEqual({ ...entry(k, 1, 9000), digest: digest(2), hits: 3, pulledAt: 8000 });
   });
 
+  it('lists records with the pulls counted since the last flush, before and after the flush alike', async () => {
+    const tags = await create();
+    const k = key('library/redis', '7');
+    await tags.put(entry(k, 3));
+    tags.touch(k, 100);
+    tags.touch(k, 200);
+    const listed = async () => {
+      const all: TagEntry[] = [];
+      for await (const e of tags.entries()) all.push(e);
+      return all;
+    };
+    expect(await listed()).toMatchObject([{ repo: 'library/redis', tag: '7', hits: 2, pulledAt: 200 }]);
+    await tags.flush();
+    expect(await listed()).toMatchObject([{ repo: 'library/redis', tag: '7', hits: 2, pulledAt: 200 }]);
+  });
+
   it('counts pulls in memory and writes them on flush; a pull of an unrecorded tag is dropped', async () => {
     const tags = await create();
     const k = key('library/redis', '7');
