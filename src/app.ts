@@ -44,6 +44,8 @@ export interface Mirror {
   readonly server: RegistryServer;
   readonly metrics: Metrics;
   readonly retention: Retention;
+  /** The status page's parts (its history sampler, for tests); undefined when `status.page` is off. */
+  readonly status: StatusConsole | undefined;
   /** One garbage collection now (the server also runs one every cache.gcInterval). */
   gc(): Promise<GcReport>;
   /** Listens on config.listen; resolves with the bound address (port 0 picks a free one). */
@@ -283,6 +285,7 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
     metrics,
     listen: () => server.listen(config.listen.host, config.listen.port),
     retention,
+    status,
     gc,
     async close() {
       clearInterval(flushTimer);

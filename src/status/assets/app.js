@@ -95,6 +95,7 @@
     setText('byte-ratio', percent(s.bytes.hitRatio), s.bytes.hitRatio);
     setText('byte-detail', `last hour: ${percent(s.lastHour.byteHitRatio)} of bytes, ${percent(s.lastHour.hitRatio)} of requests`);
     setText('bytes-saved', bytes(s.bytes.saved), s.bytes.saved);
+    setText('served-total', bytes(s.bytes.fromCache + s.bytes.fromUpstream), s.bytes.fromCache + s.bytes.fromUpstream);
     setText('served-cache', bytes(s.bytes.fromCache), s.bytes.fromCache);
     setText('served-upstream', bytes(s.bytes.fromUpstream), s.bytes.fromUpstream);
     renderUpstreams(s);
@@ -183,55 +184,47 @@
     $('config').replaceChildren(...entries.flatMap(([k, v]) => [el('dt', k), el('dd', v)]));
   }
 
+  // Bars: bytes per 10 s (cache below, upstream on top); line: share of requests answered from cache, 0–100 %
+  // of the height. One unit of the viewBox per interval, stretched to the box (labels are HTML, not SVG text).
   function renderChart(history) {
     const points = history.points;
-    const width = 720;
-    const height = 180;
-    const pad = 20;
+    const slots = history.capacity;
+    const height = 100;
     const svg = document.createElementNS(SVG, 'svg');
-    svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+    svg.setAttribute('viewBox', `0 0 ${slots} ${height}`);
     svg.setAttribute('preserveAspectRatio', 'none');
     svg.setAttribute('role', 'img');
-    const hour = history.capacity;
-    const slot = (width - pad) / hour;
+    svg.setAttribute('aria-label', 'bytes served and request hit ratio over the last hour');
     const maxBytes = Math.max(1, ...points.map((p) => p.cacheBytes + p.upstreamBytes));
-    const plot = height - pad;
-    const offset = hour - points.length;
+    const offset = slots - points.length;
     const line = [];
     points.forEach((p, i) => {
-      const x = pad + (offset + i) * slot;
-      const cacheH = (p.cacheBytes / maxBytes) * plot;
-      const upH = (p.upstreamBytes / maxBytes) * plot;
-      if (cacheH > 0) svg.append(rect(x, plot - cacheH, slot, cacheH, 'cache'));
-      if (upH > 0) svg.append(rect(x, plot - cacheH - upH, slot, upH, 'upstream'));
+      const x = offset + i;
+      const cacheH = (p.cacheBytes / maxBytes) * height;
+      const upH = (p.upstreamBytes / maxBytes) * height;
+      if (cacheH > 0) svg.append(shape('rect', { x, y: height - cacheH, width: 1, height: cacheH }, 'cache'));
+      if (upH > 0) svg.append(shape('rect', { x, y: height - cacheH - upH, width: 1, height: upH }, 'upstream'));
       const total = p.hits + p.misses;
-      if (total > 0) line.push(`${(x + slot / 2).toFixed(1)},${(plot - (p.hits / total) * plot).toFixed(1)}`);
+      if (total > 0) line.push([x + 0.5, height - (p.hits / total) * height]);
     });
-    if (line.length > 0) {
-      const path = document.createElementNS(SVG, 'polyline');
-      path.setAttribute('points', line.join(' '));
-      path.setAttribute('class', 'ratio');
+    if (line.length === 1) {
+      const [[x, y]] = line;
+      svg.append(shape('rect', { x: x - 0.5, y: y - 1, width: 1, height: 2 }, 'dot'));
+    } else if (line.length > 1) {
+      const path = shape('polyline', {}, 'ratio');
+      path.setAttribute('points', line.map(([x, y]) => `${x.toFixed(2)},${y.toFixed(2)}`).join(' '));
       svg.append(path);
     }
-    const axis = document.createElementNS(SVG, 'line');
-    for (const [k, v] of [['x1', pad], ['y1', plot], ['x2', width], ['y2', plot]]) axis.setAttribute(k, String(v));
-    axis.setAttribute('class', 'axis');
-    svg.append(axis, label(pad, height - 5, '−60 min'), label(width - 30, height - 5, 'now'), label(0, 12, bytes(maxBytes)));
+    svg.append(shape('line', { x1: 0, y1: height, x2: slots, y2: height }, 'axis'));
     $('chart').replaceChildren(svg);
+    setText('chart-max', `${bytes(maxBytes)} per 10 s`);
     const s = state.status;
     if (s) setText('hour-summary', `${percent(s.lastHour.hitRatio)} of requests, ${percent(s.lastHour.byteHitRatio)} of bytes from cache over ${duration(s.lastHour.seconds)}`);
   }
-  function rect(x, y, w, h, className) {
-    const node = document.createElementNS(SVG, 'rect');
-    for (const [k, v] of [['x', x], ['y', y], ['width', w], ['height', h]]) node.setAttribute(k, v.toFixed(2));
+  function shape(tag, attributes, className) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, typeof v === 'number' ? v.toFixed(2) : v);
     node.setAttribute('class', className);
-    return node;
-  }
-  function label(x, y, text) {
-    const node = document.createElementNS(SVG, 'text');
-    node.setAttribute('x', String(x));
-    node.setAttribute('y', String(y));
-    node.textContent = text;
     return node;
   }
 
