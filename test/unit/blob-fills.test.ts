@@ -71,6 +71,27 @@ async function counter(metric: { get(): Promise<{ values: Array<{ labels: object
 }
 
 describe('BlobFills', () => {
+  it('lists a download in flight with its repository, registry, bytes on disk and readers, and drops it once stored', async () => {
+    const { fills, upstream } = await setup();
+    const { bytes, digest } = content(1_500_000);
+    upstream.add(digest, bytes, 'application/vnd.oci.image.layer.v1.tar+gzip');
+    let resume!: () => void;
+    upstream.faults.push({ kind: 'pause', after: 600_000, until: new Promise((resolve) => (resume = resolve)) });
+    const joined = await fills.join(repo, digest, source);
+    if (!joined) throw new Error('no fill');
+    const readers = [joined.fill.read(), joined.fill.read()];
+    // Bounded: the pause holds the download at 600 000 bytes until resumed.
+    await expect.poll(() => fills.downloads()[0]?.written, { timeout: 5000 }).toBe(600_000);
+    expect(fills.downloads()).toEqual([
+      { digest, repository: repo, registry: upstream.name, startedAt: expect.any(Number) as number, written: 600_000, size: bytes.length, readers: 2 },
+    ]);
+    resume();
+    await Promise.all(readers.map(drain));
+    await fills.settled(digest);
+    expect(fills.downloads()).toEqual([]);
+    expect(joined.fill.readers).toBe(0);
+  });
+
   it('serves one blob to 20 concurrent readers, late joiners included, with a single upstream GET', async () => {
     const { fills, upstream, disk, index, inUse, metrics, tempFiles } = await setup();
     const { bytes, digest } = content(1_500_000);

@@ -101,6 +101,7 @@ describe('Retention: eviction', () => {
   it('never evicts content a pin reaches', async () => {
     const { retention, put, kept } = await setup({ maxBytes: 1000, pins: [`docker.io/library/app@${content(200, 2).digest}`] });
     const [b1, b2, b3, b4, b5] = (await fiveBlobs(put)) as [Digest, Digest, Digest, Digest, Digest];
+    expect(await retention.pinnedBytes()).toBe(200);
     await retention.enforceQuota();
     expect(await kept([b1, b2, b3, b4, b5])).toEqual([b2, b5]);
   });
@@ -124,13 +125,17 @@ describe('Retention: garbage collection', () => {
     index.touch(served, T0 + 90 * MINUTE);
     clock.now = T0 + 30 * MINUTE;
     expect((await retention.gc({ dryRun: false })).removed).toEqual([]);
+    expect(retention.lastGc).toEqual({ at: T0 + 30 * MINUTE, removed: 0, bytes: 0 });
     clock.now = T0 + 2 * HOUR;
     const dry = await retention.gc({ dryRun: true });
     expect(dry.removed).toEqual([{ digest: old, size: 100, manifest: false }]);
     expect(await kept([old, served])).toEqual([old, served]);
+    // The status page's "last GC" is the last one that removed: a dry run is not it.
+    expect(retention.lastGc?.at).toBe(T0 + 30 * MINUTE);
     const report = await retention.gc({ dryRun: false });
     expect(report).toMatchObject({ dryRun: false, bytes: 100, removed: [{ digest: old }] });
     expect(await kept([old, served])).toEqual([served]);
+    expect(retention.lastGc).toEqual({ at: T0 + 2 * HOUR, removed: 1, bytes: 100 });
   });
 
   it('keeps what a cached tag reaches, and what is in use until it is released', async () => {
