@@ -3,6 +3,7 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/metrics/metrics.js';
+import type { Digest, Repository } from '../../src/registry/reference.js';
 import { History, type Every } from '../../src/status/history.js';
 import { PINNED_TTL_MS, StatusSnapshot, type SnapshotDeps } from '../../src/status/snapshot.js';
 import { readTotals } from '../../src/status/totals.js';
@@ -108,7 +109,7 @@ function snapshotDeps(metrics: Metrics, over: Partial<SnapshotDeps> = {}): Snaps
       { name: 'ghcr.io', url: 'none', offline: true, rateLimit: { pullsSpent: 0, current: undefined, limitedForSeconds: () => 0 }, breaker: undefined },
     ],
     fills: {
-      downloads: () => [{ digest: `sha256:${'b'.repeat(64)}`, repository: 'library/alpine', registry: 'docker.io', startedAt: 0, written: 4000, size: 10_000, readers: 2 }],
+      downloads: () => [{ digest: `sha256:${'b'.repeat(64)}` as Digest, repository: 'library/alpine' as Repository, registry: 'docker.io', startedAt: 0, written: 4000, size: 10_000, readers: 2 }],
     },
     index: { usage: { bytes: 123_456, count: 9 } },
     retention: {
