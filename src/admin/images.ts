@@ -39,7 +39,7 @@ export async function listImages(deps: ImageListDeps): Promise<ImageRow[]> {
   const rows: ImageRow[] = [];
   const seen = new Set<string>();
   for await (const entry of deps.tags.entries()) {
-    const name = entry.upstream === DOCKER_HUB ? `${entry.repo}:${entry.tag}` : `${entry.upstream}/${entry.repo}:${entry.tag}`;
+    const name = `${displayRepository(entry.upstream, entry.repo)}:${entry.tag}`;
     const id = `${name}@${entry.digest}`;
     if (seen.has(id)) continue; // one tag, several accept classes, same digest
     seen.add(id);
@@ -58,6 +58,12 @@ export async function listImages(deps: ImageListDeps): Promise<ImageRow[]> {
     });
   }
   return rows;
+}
+
+/** `alpine`, `someuser/app`, `ghcr.io/owner/tool`: what `docker pull` takes and `docker images` prints. */
+export function displayRepository(registry: string, repo: string): string {
+  if (registry !== DOCKER_HUB) return `${registry}/${repo}`;
+  return repo.startsWith('library/') && !repo.slice('library/'.length).includes('/') ? repo.slice('library/'.length) : repo;
 }
 
 async function imageSize(entry: TagEntry, deps: ImageListDeps): Promise<number> {
