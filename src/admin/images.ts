@@ -27,7 +27,7 @@ export interface ImageRow {
 
 export interface ImageListDeps {
   tags: Pick<TagIndex, 'entries'>;
-  index: Pick<BlobIndex, 'get'>;
+  index: Pick<BlobIndex, 'peek'>;
   store: BlobStore;
   pins: { list(): Promise<PinRecord[]> };
   configPins: readonly string[];
@@ -74,7 +74,7 @@ async function imageSize(entry: TagEntry, deps: ImageListDeps): Promise<number> 
     badManifest: 'skip',
     artifactBlobs: true,
     dedupe: false,
-    stat: (node) => deps.index.get(node.digest),
+    stat: (node) => deps.index.peek(node.digest),
     read: (node) => readStored(deps.store, node.digest),
   });
   return nodes.reduce((total, node) => total + (node.info?.size ?? 0), 0);

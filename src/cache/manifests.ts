@@ -105,7 +105,9 @@ export class ManifestCache {
     if (!mustAsk && fresh) return this.fromEntry(entry, q);
     if (this.deps.rateLimit.conserving()) {
       this.deps.metrics.staleServed.inc({ registry: this.deps.upstream.name, reason: 'ratelimit' });
-      return { ...(await this.fromEntry(entry, q)), source: 'stale' };
+      const answer = await this.fromEntry(entry, q);
+      // A body fetched by digest was a pull spent upstream: it stays a miss (pulls spared, hit ratio).
+      return answer.source === 'miss' ? answer : { ...answer, source: 'stale' };
     }
     if (this.deps.tagsConfig.staleWhileRevalidate && !mustAsk) {
       // Detached from the client: it has its answer, and the check (new body included) is the cache's own work.

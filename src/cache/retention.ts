@@ -177,7 +177,7 @@ export class Retention {
    */
   async pinnedBytes(): Promise<number> {
     let bytes = 0;
-    for (const digest of await this.reach(await this.pinRoots())) bytes += (await this.deps.index.get(digest))?.size ?? 0;
+    for (const digest of await this.reach(await this.pinRoots())) bytes += (await this.deps.index.peek(digest))?.size ?? 0;
     return bytes;
   }
 
@@ -248,7 +248,7 @@ export class Retention {
         badManifest: 'skip',
         artifactBlobs: true,
         dedupe: true,
-        stat: (node) => index.get(node.digest),
+        stat: (node) => index.peek(node.digest),
         read: (node) => readStored(store, node.digest),
       },
     );

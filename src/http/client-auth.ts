@@ -72,14 +72,15 @@ export class ClientAuth {
 
   /**
    * Resolves when the request may go on; else throws the RegistryError to answer: 401 with the Basic challenge
-   * (no or wrong credentials), 403 DENIED (a user outside the rules), 429 (too many failed logins).
+   * (no or wrong credentials), 403 DENIED (a user outside the rules), 429 (too many failed logins). Resolves
+   * with the user, or undefined for an anonymous client the rules let through.
    */
-  async check(ctx: RequestContext, target: AuthTarget): Promise<void> {
+  async check(ctx: RequestContext, target: AuthTarget): Promise<string | undefined> {
     const authorization = header(ctx.req, 'authorization');
     if (authorization === undefined || !/^basic /i.test(authorization)) {
       // Anonymous. /v2/ always challenges, even when anonymous pulls are allowed: podman and dockerd send their
       // stored credentials only to a registry whose /v2/ asked for them, and a client without any pulls on.
-      if (target.kind === 'repository' && matches(this.anonymous, target)) return;
+      if (target.kind === 'repository' && matches(this.anonymous, target)) return undefined;
       // Outside the anonymous rules, 401 rather than 403: containerd sends credentials only after a challenge.
       throw unauthorized('authentication required');
     }
@@ -91,11 +92,15 @@ export class ClientAuth {
       ctx.log.info({ address }, 'client login failed');
       throw unauthorized('invalid username or password');
     }
-    if (target.kind !== 'repository') return;
-    if (this.mayPull(user, target)) return;
+    if (target.kind !== 'repository' || this.mayPull(user, target)) return user;
     throw new RegistryError('DENIED', 'requested access to the resource is denied', {
       detail: { name: `${target.registry}/${target.repo}` },
     });
+  }
+
+  /** Whether `user` may pull `repo` of `registry`: what the status page shows that user (issue 15). */
+  allows(user: string, registry: string, repo: string): boolean {
+    return this.mayPull(user, { kind: 'repository', registry, repo });
   }
 
   /** Whether `user` may pull from `target`: the anonymous rules, then everyone's, then the user's own. */

@@ -58,6 +58,14 @@ export class BlobIndex {
     return record;
   }
 
+  /**
+   * The record without promoting it in, or adding it to, the hot records: for listings and reports (status page,
+   * pinned bytes), which would otherwise push out what clients are pulling.
+   */
+  async peek(digest: Digest): Promise<BlobRecord | undefined> {
+    return this.hot.peek(digest) ?? (await this.db.get(digest));
+  }
+
   async put(digest: Digest, record: BlobRecord): Promise<void> {
     const previous = await this.get(digest);
     await this.db.put(digest, record);

@@ -56,7 +56,10 @@ export class History {
   /** Takes the first reading (the baseline) and samples every interval from then on. */
   async start(): Promise<void> {
     await this.sample();
-    this.stopTimer ??= (this.options.every ?? realEvery)(this.intervalMs, () => void this.sample());
+    this.stopTimer ??= (this.options.every ?? realEvery)(this.intervalMs, () => {
+      // A failed reading is a gap in the chart; unhandled, it would end the mirror for the sake of a dashboard.
+      this.sample().catch(() => undefined);
+    });
   }
 
   stop(): void {

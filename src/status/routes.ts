@@ -14,9 +14,9 @@ export interface StatusRouteDeps {
   snapshot: Pick<StatusSnapshot, 'build'>;
   history: Pick<History, 'points' | 'intervalMs' | 'capacity'>;
   /** The cached image list (see images.ts). */
-  images: () => Promise<{ generatedAt: number; images: unknown[] }>;
+  images: () => Promise<{ generatedAt: number; images: Array<{ registry: string; repository: string }> }>;
   /** Client authentication: when set, the page and the API ask for a user of the htpasswd file. */
-  auth?: Pick<ClientAuth, 'check'> | undefined;
+  auth?: Pick<ClientAuth, 'check' | 'allows'> | undefined;
 }
 
 /**
@@ -44,11 +44,20 @@ export function createStatusRoutes(deps: StatusRouteDeps): Handler {
     if (!READ_METHODS.has(ctx.method)) {
       throw new RegistryError('UNSUPPORTED', 'the status page and /api/v1/ are read-only', { headers: { allow: 'GET, HEAD' } });
     }
-    if (deps.auth) await deps.auth.check(ctx, { kind: 'status' });
+    const user = deps.auth ? await deps.auth.check(ctx, { kind: 'status' }) : undefined;
+    // A user sees the repositories they may pull, no others: names and tags of private ones stay private.
+    const visible = (row: { registry: string; repository: string }): boolean =>
+      !deps.auth || (user !== undefined && deps.auth.allows(user, row.registry, row.repository));
     const asset = deps.assets.get(path);
     if (asset) return send(ctx, asset.body, asset.contentType, path === '/' ? { 'content-security-policy': CSP } : {});
-    if (path === '/api/v1/status') return sendJson(ctx, await deps.snapshot.build());
-    if (path === '/api/v1/images') return sendJson(ctx, await deps.images());
+    if (path === '/api/v1/status') {
+      const status = await deps.snapshot.build();
+      return sendJson(ctx, deps.auth ? { ...status, downloads: status.downloads.filter(visible) } : status);
+    }
+    if (path === '/api/v1/images') {
+      const list = await deps.images();
+      return sendJson(ctx, deps.auth ? { ...list, images: list.images.filter(visible) } : list);
+    }
     if (path === '/api/v1/history') {
       const { intervalMs, capacity } = deps.history;
       return sendJson(ctx, { intervalSeconds: intervalMs / 1000, capacity, points: deps.history.points() });

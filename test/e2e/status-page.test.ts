@@ -142,8 +142,8 @@ describe('the status page in headless Chromium', () => {
     const amd64 = inject('images').multi.platforms.find((p) => p.architecture === 'amd64');
     const layer = amd64?.layers.at(-1);
     if (!layer) throw new Error('no 30 MiB layer in the test images');
-    // A slow upstream: the 30 MiB layer takes ~15 s, so the page sees it mid-way.
-    front.setBandwidth(2 * 2 ** 20);
+    // A slow upstream: the 30 MiB layer takes ~30 s, so the page sees it mid-way with time to spare on a loaded machine.
+    front.setBandwidth(2 ** 20);
     const download = getBlob(mirror.url, inject('images').multi.repo, layer.digest);
     const { page, requests, errors, close } = await openPage(`${mirror.url}/`);
     try {

@@ -36,7 +36,7 @@ describe('regmirror ls', () => {
 
     const { ctx, output } = context([], { REGMIRROR_DATA: mirror.dataDir });
     await ls(ctx);
-    const line = output().split('\n').find((l) => l.startsWith('library/schema2:1'));
+    const line = output().split('\n').find((l) => l.startsWith('schema2:1'));
     const imageBytes = image.size + image.platforms[0]!.layers.reduce((sum, l) => sum + l.size, 0);
     expect(line).toContain(image.digest.slice(0, 19));
     expect(line).toMatch(new RegExp(`${(imageBytes / 2 ** 20).toFixed(1)} MiB`));

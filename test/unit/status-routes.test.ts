@@ -6,6 +6,9 @@ import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { openIndex } from '../../src/index/db.js';
+import { LevelTagIndex } from '../../src/index/tag-index.js';
+import type { Digest } from '../../src/registry/reference.js';
 import { CSP } from '../../src/status/routes.js';
 import { metricValue, startMirror, type TestMirror } from '../fixtures/mirror.js';
 
@@ -96,6 +99,25 @@ describe('status routes', () => {
     expect(page.text).toContain('regmirror');
     const status = await get('/api/v1/status', { authorization: basic('alice', 'wonderland') });
     expect(JSON.parse(status.text)).toMatchObject({ config: { auth: { enabled: true } } });
+  });
+
+  it("with client auth: a user's images are the repositories that user may pull, not every team's", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'regmirror-status-data-'));
+    const db = await openIndex(dataDir);
+    const tags = new LevelTagIndex(db, 100);
+    for (const repo of ['teama/app', 'teamb/secret']) {
+      await tags.put({ upstream: 'docker.io', repo, tag: '1', acceptKey: 'any', digest: `sha256:${'a'.repeat(64)}` as Digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10, checkedAt: 1 });
+    }
+    await db.close();
+    mirror = await startMirror(NO_UPSTREAM, {
+      dataDir,
+      config: { auth: { htpasswd: join(dir, 'htpasswd'), authenticated: [], users: { alice: ['docker.io/teama/*'] } } },
+    });
+    const images = JSON.parse((await get('/api/v1/images', { authorization: basic('alice', 'wonderland') })).text) as { images: Array<{ name: string }> };
+    expect(images.images.map((i) => i.name)).toEqual(['teama/app:1']);
+    await mirror.close();
+    mirror = undefined;
+    await rm(dataDir, { recursive: true, force: true });
   });
 
   it('never shows credentials, the htpasswd file or admin.token in the JSON', async () => {
