@@ -32,9 +32,6 @@ import { RegistryClient } from './upstream/client.js';
 import { OfflineUpstream } from './upstream/offline.js';
 import type { Upstream } from './upstream/upstream.js';
 import { RateLimitTracker } from './upstream/rate-limit.js';
-import type { ImportDeps } from './seed/import.js';
-import type { AllRootsDeps, ClosureDeps } from './seed/oci-layout.js';
-import type { SeedDeps } from './seed/seed.js';
 import { AdminOperations, type AdminRegistry } from './admin/operations.js';
 import { ADMIN_PREFIX, createAdminRoutes, requireBearer } from './admin/routes.js';
 import { startAdminSocket, type AdminSocket } from './admin/socket.js';
@@ -68,8 +65,9 @@ interface RegistryParts extends MirroredRegistry {
 }
 
 /**
- * The cache's wired parts, without its HTTP server: `serve` puts the routes in front of them; `seed`, `export`
- * and `import` get only what their functions declare (openSeeder, openBundles). Never handed to domain code.
+ * The cache's wired parts, without its HTTP server: `serve` puts the routes in front of them; the admin
+ * operations (adminOperations: the admin socket, and the CLI's direct mode through openAdmin) get only the
+ * slices they declare. Never handed to domain code.
  */
 interface Cache {
   readonly metrics: Metrics;
@@ -86,22 +84,6 @@ interface Cache {
   /** Writes batched access times and tag statistics. */
   flush(): Promise<void>;
   /** Aborts downloads, flushes, closes upstream and the index. */
-  close(): Promise<void>;
-}
-
-/** What `regmirror seed` drives: the server's pull path and records, and the pulls it spent. */
-export interface Seeder {
-  /** The pull path of one configured registry; undefined for a registry this mirror does not serve. */
-  depsFor(registry: string): SeedDeps | undefined;
-  /** Manifest GETs upstreams answered with 200, counted by their rate-limit trackers. */
-  pullsSpent(): number;
-  close(): Promise<void>;
-}
-
-/** What `regmirror export` reads and `regmirror import` writes. */
-export interface Bundles {
-  readonly exporting: AllRootsDeps & ClosureDeps;
-  readonly importing: ImportDeps;
   close(): Promise<void>;
 }
 
@@ -261,34 +243,9 @@ function consoleRoutes(admin: Handler, token: string | undefined, status: Handle
   };
 }
 
-/** The cache of a stopped mirror, wired for `regmirror seed`. */
-export async function openSeeder(config: Config, log: Logger): Promise<Seeder> {
-  const cache = await openCache(config, log);
-  const { fills, index, pins, registries } = cache;
-  return {
-    depsFor: (registry) => {
-      const parts = registries.get(registry);
-      return parts && { upstreamName: parts.name, manifests: parts.manifests, blobs: parts.blobs, fills, index, pins };
-    },
-    pullsSpent: () => [...registries.values()].reduce((sum, r) => sum + r.rateLimit.pullsSpent, 0),
-    close: () => cache.close(),
-  };
-}
-
 /** Where an import lists what it adds while it runs (next to index/, outside tmp/, which every start empties). */
 function importJournalPath(config: Config): string {
   return join(config.dataDir, 'import.journal');
-}
-
-/** The cache of a stopped mirror, wired for `regmirror export` and `import`. */
-export async function openBundles(config: Config, log: Logger): Promise<Bundles> {
-  const cache = await openCache(config, log);
-  const { store, index, tags, pins } = cache;
-  return {
-    exporting: { store, index, tags, pins, configPins: config.cache.pins },
-    importing: { registries: new Set(cache.registries.keys()), store, index, tags, pins, journal: new ImportJournal(importJournalPath(config)) },
-    close: () => cache.close(),
-  };
 }
 
 export async function createMirror(config: Config, log: Logger, options: Pick<CacheOptions, 'now'> = {}): Promise<Mirror> {

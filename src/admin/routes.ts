@@ -123,7 +123,7 @@ function stringList(body: Record<string, unknown>, field: string, required = tru
   const value = body[field] ?? [];
   if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw badRequest(`"${field}" must be a list of strings`);
   if (required && value.length === 0) throw badRequest(`"${field}" must name at least one image`);
-  return value as string[];
+  return value;
 }
 
 function exportRequest(body: Record<string, unknown>): ExportRequest {
