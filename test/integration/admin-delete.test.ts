@@ -47,7 +47,7 @@ describe('deleting an image through the admin API while a client pulls it', () =
     const first = await pulling;
 
     expect(deleted.status).toBe(200);
-    const removed = new Set(deleted.json.content?.removed.map((r) => r.digest));
+    const removed = new Set<string>(deleted.json.content?.removed.map((r) => r.digest));
     expect(deleted.json.digests).toEqual([image.digest]);
     expect(removed.has(image.digest)).toBe(true); // the manifest went
     expect(removed.has(bigLayer!.digest)).toBe(false); // being downloaded (no record yet) and streamed: left alone
