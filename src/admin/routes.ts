@@ -210,6 +210,9 @@ async function exportBundle(ctx: RequestContext, ops: AdminApi, request: ExportR
   const open = (plan: unknown): Writable => {
     ctx.res.writeHead(200, { 'content-type': 'application/x-tar', 'cache-control': 'no-store', 'x-regmirror-export': JSON.stringify(plan) });
     sending = pipeline(body, countBytes(ctx), ctx.res as Writable);
+    // Handled at once: a client gone mid-export rejects this while the export is still writing, and an
+    // unhandled rejection would end the process (the export then fails on its destroyed destination).
+    sending.catch(() => undefined);
     return body;
   };
   try {
@@ -232,11 +235,14 @@ function countBytes(ctx: RequestContext): PassThrough {
 /** The bundle is spooled under tmp/ (import reads a file or directory), imported, and removed whatever happens. */
 async function importBundle(ctx: RequestContext, ops: AdminApi, tmpDir: string): Promise<void> {
   const spool = join(tmpDir, `import-${randomBytes(8).toString('hex')}.tar`);
+  const removeSpool = () => rm(spool, { force: true });
   try {
     await pipeline(ctx.req, createWriteStream(spool, { mode: 0o600 }));
-    const events = new EventStream(ctx);
-    await events.run(() => ops.importBundle(spool, (bytes) => events.advance(bytes)));
-  } finally {
-    await rm(spool, { force: true });
+  } catch (err) {
+    await removeSpool();
+    throw err;
   }
+  const events = new EventStream(ctx);
+  // Removed before the result goes out, so that a client that has its answer finds tmp/ as it was.
+  await events.run(() => ops.importBundle(spool, (bytes) => events.advance(bytes)).finally(removeSpool));
 }
