@@ -1,9 +1,9 @@
-// Issue 15, must-show 3: a tag and its image deleted through the admin API while a client is pulling it. The
+// Issue 15, must-show 3 (and revalidation): a tag and its image deleted through the admin API while a client pulls it. The
 // hub front holds one layer's body part-way, so the client is mid-pull when the delete lands (no sleeps); the
 // pull must still complete with correct digests, and the next pull must fetch the image from upstream again.
 import { Agent, request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { DeleteResult } from '../../src/admin/operations.js';
+import type { DeleteResult, RevalidateResult } from '../../src/admin/operations.js';
 import { startHubFront, type HubFront } from '../fixtures/hub-front.js';
 import { startMirror, type TestMirror } from '../fixtures/mirror.js';
 import { pull } from '../fixtures/puller.js';
@@ -81,5 +81,19 @@ describe('deleting an image through the admin API while a client pulls it', () =
     await front.idle();
     expect(front.count({ kind: 'manifest', pathIncludes: `/manifests/${image.tag}` })).toBeGreaterThanOrEqual(1);
     expect(front.count({ kind: 'blob' })).toBe(0);
+  });
+
+  it('revalidates a tag now: a HEAD upstream per cached Accept class, no GET, the digest unchanged', async () => {
+    const image = inject('images').user;
+    mirror = await startMirror(front.url);
+    await pull(mirror.url, image.repo, image.tag);
+    await front.idle();
+    front.reset();
+    const answer = await admin<RevalidateResult>(mirror.mirror.adminSocket as string, 'revalidate', { ref: `${image.repo}:${image.tag}` });
+    expect(answer.status).toBe(200);
+    expect(answer.json.records).toEqual([expect.objectContaining({ before: image.digest, after: image.digest, stale: false })]);
+    await front.idle();
+    expect(front.count({ method: 'HEAD', kind: 'manifest' })).toBe(1);
+    expect(front.count({ method: 'GET', kind: 'manifest' })).toBe(0);
   });
 });
