@@ -34,9 +34,11 @@ import type { Upstream } from './upstream/upstream.js';
 import { RateLimitTracker } from './upstream/rate-limit.js';
 import { configSummary } from './status/config-summary.js';
 import { openStatusConsole, type StatusConsole } from './status/console.js';
-import type { ImportDeps } from './seed/import.js';
-import type { AllRootsDeps, ClosureDeps } from './seed/oci-layout.js';
-import type { SeedDeps } from './seed/seed.js';
+import { AdminOperations, type AdminRegistry } from './admin/operations.js';
+import { ADMIN_PREFIX, createAdminRoutes, requireBearer } from './admin/routes.js';
+import { startAdminSocket, type AdminSocket } from './admin/socket.js';
+import { RegistryError } from './registry/errors.js';
+import type { Handler } from './http/server.js';
 
 const STATS_FLUSH_MS = 5000;
 
@@ -46,6 +48,10 @@ export interface Mirror {
   readonly retention: Retention;
   /** The status page's parts (its history sampler, for tests); undefined when `status.page` is off. */
   readonly status: StatusConsole | undefined;
+  /** The operations the admin socket and `/api/v1/admin/` serve. */
+  readonly admin: AdminOperations;
+  /** The admin socket's path while it listens; undefined before listen, with admin.socket false, or a path too long. */
+  readonly adminSocket: string | undefined;
   /** One garbage collection now (the server also runs one every cache.gcInterval). */
   gc(): Promise<GcReport>;
   /** Listens on config.listen; resolves with the bound address (port 0 picks a free one). */
@@ -63,8 +69,9 @@ interface RegistryParts extends MirroredRegistry {
 }
 
 /**
- * The cache's wired parts, without its HTTP server: `serve` puts the routes in front of them; `seed`, `export`
- * and `import` get only what their functions declare (openSeeder, openBundles). Never handed to domain code.
+ * The cache's wired parts, without its HTTP server: `serve` puts the routes in front of them; the admin
+ * operations (adminOperations: the admin socket, and the CLI's direct mode through openAdmin) get only the
+ * slices they declare. Never handed to domain code.
  */
 interface Cache {
   readonly metrics: Metrics;
@@ -74,28 +81,13 @@ interface Cache {
   readonly tags: LevelTagIndex;
   readonly pins: PinIndex;
   readonly fills: BlobFills;
+  readonly inUse: InUse;
   readonly retention: Retention;
   readonly registries: ReadonlyMap<string, RegistryParts>;
   readonly defaultRegistry: RegistryParts;
   /** Writes batched access times and tag statistics. */
   flush(): Promise<void>;
   /** Aborts downloads, flushes, closes upstream and the index. */
-  close(): Promise<void>;
-}
-
-/** What `regmirror seed` drives: the server's pull path and records, and the pulls it spent. */
-export interface Seeder {
-  /** The pull path of one configured registry; undefined for a registry this mirror does not serve. */
-  depsFor(registry: string): SeedDeps | undefined;
-  /** Manifest GETs upstreams answered with 200, counted by their rate-limit trackers. */
-  pullsSpent(): number;
-  close(): Promise<void>;
-}
-
-/** What `regmirror export` reads and `regmirror import` writes. */
-export interface Bundles {
-  readonly exporting: AllRootsDeps & ClosureDeps;
-  readonly importing: ImportDeps;
   close(): Promise<void>;
 }
 
@@ -142,6 +134,7 @@ async function openCache(config: Config, log: Logger, options: CacheOptions = {}
     tags,
     pins,
     fills,
+    inUse,
     retention,
     registries,
     defaultRegistry: registries.get(defaultName) as RegistryParts,
@@ -203,34 +196,61 @@ function openRegistry(config: Config, r: RegistryConfig, shared: SharedParts, lo
   return { name: r.name, offline: r.offline, allows: repositoryAllowed(r.allow), upstream, client, rateLimit, manifests, blobs, tagLists };
 }
 
-/** The cache of a stopped mirror, wired for `regmirror seed`. */
-export async function openSeeder(config: Config, log: Logger): Promise<Seeder> {
-  const cache = await openCache(config, log);
-  const { fills, index, pins, registries } = cache;
-  return {
-    depsFor: (registry) => {
-      const parts = registries.get(registry);
-      return parts && { upstreamName: parts.name, manifests: parts.manifests, blobs: parts.blobs, fills, index, pins };
-    },
+/** The admin operations over the cache's parts: the same for the running mirror and the CLI's direct mode. */
+function adminOperations(config: Config, cache: Cache): AdminOperations {
+  const { store, index, tags, pins, fills, inUse, retention, registries } = cache;
+  const configPins = config.cache.pins;
+  const admin = new Map<string, AdminRegistry>(
+    [...registries.values()].map((r) => [
+      r.name,
+      {
+        offline: r.offline,
+        seedDeps: { upstreamName: r.name, manifests: r.manifests, blobs: r.blobs, fills, index, pins },
+        revalidateTag: (repo, tag) => r.manifests.revalidateTag(repo, tag),
+      },
+    ]),
+  );
+  return new AdminOperations({
+    dataDir: config.dataDir,
+    images: { tags, index, store, pins, configPins },
+    tags,
+    pins,
+    configPins,
+    retention,
+    registries: admin,
     pullsSpent: () => [...registries.values()].reduce((sum, r) => sum + r.rateLimit.pullsSpent, 0),
-    close: () => cache.close(),
+    exporting: { store, index, tags, pins, configPins },
+    importing: { registries: new Set(registries.keys()), store, index, tags, pins, journal: new ImportJournal(importJournalPath(config)) },
+    inUse,
+    flush: () => cache.flush(),
+  });
+}
+
+/** The admin operations on a stopped mirror's data directory, for the CLI when no admin socket answers. */
+export async function openAdmin(config: Config, log: Logger): Promise<{ admin: AdminOperations; close(): Promise<void> }> {
+  const cache = await openCache(config, log);
+  return { admin: adminOperations(config, cache), close: () => cache.close() };
+}
+
+/**
+ * What the mirror's port answers outside the registry API: `/api/v1/admin/` when `admin.token` is set (behind
+ * the bearer check), else the status page's handler (the other part of issue 15), else 404.
+ */
+function consoleRoutes(admin: Handler, token: string | undefined, status: Handler | undefined): Handler {
+  const guarded = token === undefined ? undefined : requireBearer(token, admin);
+  return async (ctx) => {
+    if (ctx.path.startsWith(ADMIN_PREFIX)) {
+      if (!guarded) throw new RegistryError('NOT_FOUND', 'no such endpoint');
+      return guarded(ctx);
+    }
+    if (!status) throw new RegistryError('NOT_FOUND', 'no such endpoint');
+    return status(ctx);
   };
 }
 
 /** Where an import lists what it adds while it runs (next to index/, outside tmp/, which every start empties). */
 function importJournalPath(config: Config): string {
   return join(config.dataDir, 'import.journal');
-}
-
-/** The cache of a stopped mirror, wired for `regmirror export` and `import`. */
-export async function openBundles(config: Config, log: Logger): Promise<Bundles> {
-  const cache = await openCache(config, log);
-  const { store, index, tags, pins } = cache;
-  return {
-    exporting: { store, index, tags, pins, configPins: config.cache.pins },
-    importing: { registries: new Set(cache.registries.keys()), store, index, tags, pins, journal: new ImportJournal(importJournalPath(config)) },
-    close: () => cache.close(),
-  };
 }
 
 export async function createMirror(config: Config, log: Logger, options: Pick<CacheOptions, 'now'> = {}): Promise<Mirror> {
@@ -242,6 +262,9 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
   const { metrics, db, retention, registries } = cache;
   const flush = (): Promise<void> => cache.flush();
   const status = config.status.page ? await openStatus(config, cache, auth, options.now) : undefined;
+  const admin = adminOperations(config, cache);
+  const adminRoutes = createAdminRoutes(admin, { tmpDir: join(config.dataDir, 'tmp') });
+  let adminSocket: AdminSocket | undefined;
   const server = new RegistryServer({
     handler: createRoutes({
       readiness: async () => {
@@ -261,7 +284,7 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
       registry: metrics.registry,
       auth,
       sendTimeout: config.http.idleTimeout,
-      console: status?.handler,
+      console: consoleRoutes(adminRoutes, config.admin.token, status?.handler),
     }),
     log,
     metrics,
@@ -283,15 +306,26 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
   return {
     server,
     metrics,
-    listen: () => server.listen(config.listen.host, config.listen.port),
+    async listen() {
+      // The socket first: once the port answers, the CLI can already administer the mirror.
+      if (config.admin.socket) {
+        const socketLog = log.child({ module: 'admin', via: 'socket' });
+        adminSocket = await startAdminSocket({ dataDir: config.dataDir, handler: adminRoutes, log: socketLog, metrics, limits: config.http });
+      }
+      return server.listen(config.listen.host, config.listen.port);
+    },
     retention,
     status,
+    admin,
+    get adminSocket() {
+      return adminSocket?.path;
+    },
     gc,
     async close() {
       clearInterval(flushTimer);
       if (gcTimer) clearInterval(gcTimer);
       status?.close();
-      await server.close(config.shutdownTimeout);
+      await Promise.all([server.close(config.shutdownTimeout), adminSocket?.close(config.shutdownTimeout)]);
       await cache.close();
     },
   };

@@ -8,7 +8,7 @@ import type { TagsConfig } from '../config/schema.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { RateLimitTracker } from '../upstream/rate-limit.js';
 import { RegistryError } from '../registry/errors.js';
-import { acceptOnly, DOCKER_LIST, isIndexType, OCI_INDEX, type AcceptClass } from '../registry/media-types.js';
+import { acceptOnly, ANY_MANIFEST, DOCKER_LIST, isIndexType, MANIFEST_TYPES, OCI_INDEX, type AcceptClass } from '../registry/media-types.js';
 import type { Digest, Repository, Tag } from '../registry/reference.js';
 import { UpstreamError } from '../upstream/errors.js';
 import type { ManifestHead, Upstream } from '../upstream/upstream.js';
@@ -87,6 +87,33 @@ export class ManifestCache {
     // HEAD-first clients (dockerd, containerd) resolve a tag once per pull and never GET it: both count.
     this.deps.tags.touch(key, this.now());
     return answer;
+  }
+
+  /**
+   * Asks upstream now about every record of a tag (each Accept class it was cached under), as a request past
+   * the TTL would, without counting a pull of the tag (the admin API's "revalidate"). Upstream's 404 drops the
+   * records (or keeps them under `tags.keepDeleted`); an outage answers as last seen, within `tags.maxStale`.
+   */
+  async revalidateTag(repo: Repository, tag: Tag): Promise<TagRevalidation[]> {
+    if (this.deps.upstream.offline) throw new RegistryError('UNSUPPORTED', 'this mirror is offline: there is no upstream to revalidate against');
+    const entries = await this.deps.tags.entriesFor(this.deps.upstream.name, repo, tag);
+    const results: TagRevalidation[] = [];
+    for (const entry of entries) {
+      const key: TagKey = { upstream: entry.upstream, repo, tag, acceptKey: entry.acceptKey };
+      this.keptUntil.delete(tagKeyString(key));
+      const q: Lookup = { key, repo, tag, accept: acceptOfKey(entry.acceptKey), withBody: false, client: DETACHED };
+      const result: TagRevalidation = { acceptKey: entry.acceptKey, before: entry.digest, after: undefined, stale: false };
+      try {
+        const answer = await this.revalidate(q, entry);
+        result.after = answer.digest;
+        result.stale = answer.source === 'stale';
+      } catch (err) {
+        // MANIFEST_UNKNOWN: upstream no longer has the tag, and its record went with it.
+        if (!(err instanceof RegistryError && err.code === 'MANIFEST_UNKNOWN')) throw err;
+      }
+      results.push(result);
+    }
+    return results;
   }
 
   private async answerTag(q: Lookup, revalidate: boolean): Promise<ManifestAnswer> {
@@ -268,6 +295,22 @@ export class ManifestCache {
       });
     }
   }
+}
+
+/** One record's outcome: the digest before and after (undefined: upstream deleted the tag). */
+export interface TagRevalidation {
+  acceptKey: string;
+  before: Digest;
+  after: Digest | undefined;
+  /** Upstream could not answer: the record stands as last seen. */
+  stale: boolean;
+}
+
+/** The Accept class a record was keyed by, back from its key (MANIFEST_TYPES indices, or '*'). */
+function acceptOfKey(key: string): AcceptClass {
+  if (key === '*' || key === 'none') return ANY_MANIFEST;
+  const types = [...key].map((i) => MANIFEST_TYPES[Number(i)]).filter((t) => t !== undefined);
+  return types.length > 0 ? acceptOnly(types.join(', ')) : ANY_MANIFEST;
 }
 
 function acceptsAnIndex(accept: AcceptClass): boolean {

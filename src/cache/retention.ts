@@ -47,6 +47,16 @@ export interface GcReport {
   reachable: number;
 }
 
+/** What removing one image's content did (the admin API's "delete image"). */
+export interface RemovalReport {
+  removed: Array<{ digest: Digest; size: number; manifest: boolean }>;
+  bytes: number;
+  /** Content of the image that another tag or a pin still reaches: kept. */
+  shared: number;
+  /** Content being downloaded or streamed to a client right now: kept (GC removes it later, once unreachable). */
+  inUse: number;
+}
+
 /** How deep manifests nest: an index names manifests, which name blobs. */
 const MAX_DEPTH = 3;
 
@@ -64,6 +74,8 @@ export class Retention {
   private readonly removing = new Map<Digest, Promise<void>>();
   private reserved = 0;
   private evicting: Promise<void> | undefined;
+  /** GCs and image removals run one at a time: each reads what is reachable, then removes the rest. */
+  private sweeping: Promise<unknown> = Promise.resolve();
   private readonly now: () => number;
 
   constructor(private readonly deps: RetentionDeps) {
@@ -152,7 +164,41 @@ export class Retention {
    * Removes content that no cached tag and no pin reaches and that nobody created or pulled within the grace
    * period. A dry run reports the same list without removing anything.
    */
-  async gc(options: { dryRun: boolean }): Promise<GcReport> {
+  gc(options: { dryRun: boolean }): Promise<GcReport> {
+    return this.oneAtATime(() => this.collect(options));
+  }
+
+  /**
+   * Removes what `roots` reach (an image whose tag was just deleted) that no cached tag and no pin reaches,
+   * whatever the grace period says: an operator asked for it. Content in use is kept (a client pulling the
+   * image finishes; the next pull fetches it again), as is anything another image shares.
+   */
+  removeUnreferenced(roots: readonly Digest[]): Promise<RemovalReport> {
+    return this.oneAtATime(async () => {
+      const candidates = await this.reach(roots);
+      const reachable = await this.reach([...(await this.tagRoots()), ...(await this.pinRoots())]);
+      const report: RemovalReport = { removed: [], bytes: 0, shared: 0, inUse: 0 };
+      for (const digest of candidates) {
+        const record = await this.deps.index.get(digest);
+        if (!record) continue;
+        if (reachable.has(digest)) report.shared++;
+        else if (!(await this.remove(digest))) report.inUse++;
+        else {
+          report.removed.push({ digest, size: record.size, manifest: record.manifest });
+          report.bytes += record.size;
+        }
+      }
+      return report;
+    });
+  }
+
+  private oneAtATime<T>(run: () => Promise<T>): Promise<T> {
+    const result = this.sweeping.then(run, run);
+    this.sweeping = result.catch(() => undefined);
+    return result;
+  }
+
+  private async collect(options: { dryRun: boolean }): Promise<GcReport> {
     const reachable = await this.reach([...(await this.tagRoots()), ...(await this.pinRoots())]);
     const cutoff = this.now() - this.deps.config.gcGrace;
     const removable: GcReport['removed'] = [];

@@ -1,17 +1,15 @@
 // `regmirror export` and `regmirror import`: OCI image layout bundles for sites without internet.
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
-import { openBundles } from '../app.js';
+import type { ExportPlan } from '../admin/operations.js';
 import { loadConfig } from '../config/load.js';
-import { writeBundle } from '../seed/export.js';
-import { importBundle } from '../seed/import.js';
+import type { ImportSummary } from '../seed/import.js';
 import { BundleError, bundleSize, readHave } from '../seed/layout-source.js';
-import { allRoots, closure, rootsFor } from '../seed/oci-layout.js';
+import { AdminRemoteError, withAdmin } from './admin-client.js';
 import { lastOf, parseFlags } from './args.js';
 import { UsageError, type CommandContext } from './command.js';
-import { openCacheOf } from './data-dir.js';
-import { humanBytes, progressBar } from './progress.js';
+import { humanBytes, progressBar, type Progress } from './progress.js';
 import { FILE_OPTION, referenceArgs } from './seed.js';
 
 export const EXPORT_HELP = `usage: regmirror export [--config FILE] (IMAGE... | -f images.txt | --pinned | --all) -o bundle.tar
@@ -19,15 +17,17 @@ export const EXPORT_HELP = `usage: regmirror export [--config FILE] (IMAGE... | 
 
 Writes the images, as cached, as an OCI image layout in a tar (index.json entries carry the full reference in
 org.opencontainers.image.ref.name), streamed from the store. --have leaves out the blobs the far side already
-has: a list of digests, one per line, or an earlier bundle. The mirror must be stopped.
+has: a list of digests, one per line, or an earlier bundle. A running mirror streams it through its admin
+socket (what is exported stays in the cache until the export ends); a stopped one's data directory is read.
 `;
 
 export const IMPORT_HELP = `usage: regmirror import [--config FILE] BUNDLE
 
 Loads an OCI image layout (a tar from regmirror export or skopeo's oci-archive:, or an oci: directory) into
-the cache of a stopped mirror: every blob is verified against its digest while it is read; the tags are
+the cache: every blob is verified against its digest while it is read; the tags are
 recorded and pinned only once the whole bundle checked out. A bad bundle is refused, naming the digest, and
-the cache stays as it was.
+the cache stays as it was. A running mirror receives it through its admin socket (a directory is sent as a
+tar); a stopped one's data directory is written directly.
 `;
 
 const EXPORT_OPTIONS = {
@@ -48,29 +48,33 @@ export async function exportCommand(ctx: CommandContext): Promise<void> {
   if ((refs.length > 0 ? 1 : 0) + (which ? 1 : 0) !== 1) throw new UsageError('export: name images, or --pinned, or --all (one of them)', EXPORT_HELP);
   const have = havePath ? await readHave(havePath).catch((err: Error) => { throw new Error(`export: --have ${havePath}: ${err.message}`); }) : new Set<string>();
   const config = await loadConfig({ file: configFile, env: ctx.env });
-  const bundles = await openCacheOf(config, openBundles);
-  const deps = bundles.exporting;
   // Written beside the target and renamed at the end: a failed export leaves no half bundle under its name.
   const partial = `${output}.partial`;
+  let out: WriteStream | undefined;
+  let bar: Progress | undefined;
+  const open = (plan: ExportPlan): WriteStream => {
+    bar = progressBar('export', plan.bytes, humanBytes);
+    return (out = createWriteStream(partial));
+  };
+  const request = { refs: refs.map((r) => r.canonical), ...(which ? { which } : {}), have: [...have] };
   try {
-    const roots = which ? await allRoots(deps, which) : await rootsFor(deps, refs.map((r) => r.canonical));
-    const digests = await closure(deps, roots);
-    const total = [...digests].filter(([d]) => !have.has(d)).reduce((sum, [, size]) => sum + size, 0);
-    const bar = progressBar('export', total, humanBytes);
-    const out = createWriteStream(partial);
-    const summary = await writeBundle(deps, roots, have, out, (n) => bar.advance(n));
-    out.end();
-    await finished(out);
-    bar.done();
+    const plan = await withAdmin(config, (api) => api.exportBundle(request, open, (n) => bar?.advance(n)));
+    const file = out as WriteStream;
+    file.end();
+    await finished(file);
+    bar?.done();
     await rename(partial, output);
-    ctx.out(`${output}: ${summary.images} image(s), ${summary.blobs} blob(s), ${humanBytes(summary.bytes)}` + (summary.skipped > 0 ? `; ${summary.skipped} blob(s) left out (--have)` : '') + '\n');
-    for (const root of roots) ctx.out(`  ${root.ref} ${root.digest}\n`);
+    ctx.out(formatExport(output, plan));
   } catch (err) {
+    out?.destroy();
     await rm(partial, { force: true });
     throw err;
-  } finally {
-    await bundles.close();
   }
+}
+
+export function formatExport(output: string, plan: ExportPlan): string {
+  const head = `${output}: ${plan.images} image(s), ${plan.blobs} blob(s), ${humanBytes(plan.bytes)}` + (plan.skipped > 0 ? `; ${plan.skipped} blob(s) left out (--have)` : '');
+  return [head, ...plan.roots.map((root) => `  ${root.ref} ${root.digest}`)].join('\n') + '\n';
 }
 
 export async function importCommand(ctx: CommandContext): Promise<void> {
@@ -81,18 +85,21 @@ export async function importCommand(ctx: CommandContext): Promise<void> {
     throw new Error(`import: cannot read ${source}: ${err.message}`);
   });
   const config = await loadConfig({ file: configFile, env: ctx.env });
-  const bundles = await openCacheOf(config, openBundles);
-  try {
-    const bar = progressBar('import', total, humanBytes);
-    const summary = await importBundle(bundles.importing, source, (n) => bar.advance(n)).catch((err: unknown) => {
-      if (err instanceof BundleError) throw new Error(`import: ${source} refused, nothing imported: ${err.message}`);
-      throw err;
-    });
-    bar.done();
-    for (const warning of summary.warnings) ctx.out(`warning: ${warning}\n`);
-    ctx.out(`${source}: ${summary.images} image(s), ${summary.blobs} new blob(s) (${humanBytes(summary.bytes)}), ${summary.alreadyCached} already cached; tagged and pinned:\n`);
-    for (const tag of summary.tags) ctx.out(`  ${tag}\n`);
-  } finally {
-    await bundles.close();
-  }
+  const bar = progressBar('import', total, humanBytes);
+  const summary = await withAdmin(config, (api) => api.importBundle(source, (n) => bar.advance(n))).catch((err: unknown) => {
+    // The same message whether the bundle was refused here or by the running mirror.
+    if (err instanceof BundleError || (err instanceof AdminRemoteError && err.code === 'BAD_REQUEST')) {
+      throw new Error(`import: ${source} refused, nothing imported: ${(err as Error).message}`);
+    }
+    throw err;
+  });
+  bar.done();
+  ctx.out(formatImport(source, summary));
+}
+
+export function formatImport(source: string, summary: ImportSummary): string {
+  const lines = summary.warnings.map((warning) => `warning: ${warning}`);
+  lines.push(`${source}: ${summary.images} image(s), ${summary.blobs} new blob(s) (${humanBytes(summary.bytes)}), ${summary.alreadyCached} already cached; tagged and pinned:`);
+  for (const tag of summary.tags) lines.push(`  ${tag}`);
+  return lines.join('\n') + '\n';
 }

@@ -14,7 +14,9 @@ import { humanBytes, progressBar } from './progress.js';
 export const FSCK_HELP = `usage: regmirror fsck [--config FILE] [--verify-digests] [--repair] [--rebuild-index]
 
 Checks the data directory of a stopped mirror (from the config, or REGMIRROR_DATA): every index record must
-name a file of the recorded size. Temp files of interrupted downloads are removed.
+name a file of the recorded size. Temp files of interrupted downloads are removed. Unlike ls, pin, gc, seed,
+export and import, fsck does not go through a running mirror's admin socket: its downloads in progress would
+look like damage, so fsck refuses a directory whose mirror runs.
   --verify-digests  also hash every file and compare it with its name (reads everything; shows progress)
   --repair          remove records of missing or damaged files, and those files; index files that have none
   --rebuild-index   throw the index away and make a new one from the files on disk (after losing or

@@ -1,40 +1,24 @@
-// `regmirror gc`: removes what no cached tag and no pin reaches, past the grace period, from a stopped mirror.
-import { InUse } from '../cache/in-use.js';
-import { Retention, type GcReport } from '../cache/retention.js';
+// `regmirror gc`: removes what no cached tag and no pin reaches, past the grace period.
+import type { GcReport } from '../cache/retention.js';
 import { loadConfig } from '../config/load.js';
-import { Metrics } from '../metrics/metrics.js';
-import { Registry } from 'prom-client';
-import { pino } from 'pino';
+import { withAdmin } from './admin-client.js';
 import { parseFlags } from './args.js';
 import type { CommandContext } from './command.js';
-import { openDataDir } from './data-dir.js';
 import { humanBytes } from './progress.js';
 
 export const GC_HELP = `usage: regmirror gc [--config FILE] [--dry-run]
 
 Removes blobs and manifests that no cached tag and no pin reaches and that nobody created or pulled within
-cache.gcGrace (default 24h), from the data directory of a stopped mirror. A running mirror does the same
-every cache.gcInterval. --dry-run lists what would go and removes nothing.
+cache.gcGrace (default 24h), nor anything being downloaded or streamed. A running mirror does it through its
+admin socket (it also does so every cache.gcInterval); a stopped one's data directory is opened directly.
+--dry-run lists what would go and removes nothing.
 `;
 
 export async function gc(ctx: CommandContext): Promise<void> {
   const { values, configFile } = parseFlags(ctx, { command: 'gc', help: GC_HELP, options: { 'dry-run': { type: 'boolean' } } });
   const dryRun = values['dry-run'] ?? false;
   const config = await loadConfig({ file: configFile, env: ctx.env });
-  const data = await openDataDir(config);
-  try {
-    await data.index.loadUsage();
-    const retention = new Retention({
-      ...data,
-      inUse: new InUse(), // the mirror is stopped: nothing downloads or streams
-      metrics: new Metrics(new Registry()),
-      log: pino({ level: 'silent' }),
-      config: config.cache,
-    });
-    ctx.out(gcSummary(await retention.gc({ dryRun })));
-  } finally {
-    await data.close();
-  }
+  ctx.out(gcSummary(await withAdmin(config, (api) => api.gc(dryRun))));
 }
 
 export function gcSummary(report: GcReport): string {

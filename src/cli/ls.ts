@@ -1,28 +1,23 @@
 // `regmirror ls`: the cached repositories and tags.
-import { listImages, type ImageRow } from '../admin/images.js';
+import type { ImageRow } from '../admin/images.js';
 import { loadConfig } from '../config/load.js';
+import { withAdmin } from './admin-client.js';
 import type { CommandContext } from './command.js';
-import { openDataDir } from './data-dir.js';
 import { humanBytes } from './progress.js';
 import { parseFlags } from './args.js';
 
 export const LS_HELP = `usage: regmirror ls [--config FILE]
 
 Lists cached tags: repository:tag, digest, size of the manifest and the blobs it names, when a client last
-pulled it, how often, and when upstream last confirmed it. Reads the data directory of the config
-(or REGMIRROR_DATA); LevelDB allows one process at a time, so run it while the mirror is stopped.
+pulled it, how often, and when upstream last confirmed it. For the data directory of the config (or
+REGMIRROR_DATA): asks the running mirror through its admin socket, or reads the directory when it is stopped.
 `;
 
 export async function ls(ctx: CommandContext): Promise<void> {
   const { configFile } = parseFlags(ctx, { command: 'ls', help: LS_HELP, options: {} });
   const config = await loadConfig({ file: configFile, env: ctx.env });
-  const data = await openDataDir(config);
-  try {
-    const images = await listImages({ ...data, configPins: config.cache.pins });
-    ctx.out(formatImages(images, config.dataDir));
-  } finally {
-    await data.close();
-  }
+  const { images, dataDir } = await withAdmin(config, (api) => api.images());
+  ctx.out(formatImages(images, dataDir));
 }
 
 /** The table `ls` prints, from the rows a running mirror sends or the data directory gives. */

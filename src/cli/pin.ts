@@ -4,14 +4,16 @@ import { RegistryError } from '../registry/errors.js';
 import { parseImageReference } from '../registry/reference.js';
 import { parseFlags } from './args.js';
 import { UsageError, type CommandContext } from './command.js';
-import { openDataDir } from './data-dir.js';
+import type { PinChange, PinRow } from '../admin/operations.js';
+import { withAdmin } from './admin-client.js';
 
 export const PIN_HELP = `usage: regmirror pin [--config FILE] [IMAGE...]
        regmirror unpin [--config FILE] IMAGE...
 
 Pins images (alpine:3.19, docker.io/library/nginx@sha256:...): a pinned image and everything it references
 stays whatever cache.maxBytes says and is never garbage-collected. Without IMAGE, pin lists the pins.
-Works on a stopped mirror's data directory; for a running mirror, list them under cache.pins in the config.
+A running mirror is changed through its admin socket, at once; a stopped one's data directory directly.
+Pins listed under cache.pins in the config are shown as (config) and changed only there.
 `;
 
 export async function pin(ctx: CommandContext): Promise<void> {
@@ -34,19 +36,19 @@ async function changePins(ctx: CommandContext, action: 'pin' | 'unpin'): Promise
     }
   });
   const config = await loadConfig({ file: configFile, env: ctx.env });
-  const data = await openDataDir(config);
-  try {
-    if (refs.length === 0) {
-      const pins = await data.pins.list();
-      const fromConfig = config.cache.pins.map((p) => `${parseImageReference(p).canonical} (config)`);
-      ctx.out([...pins.map((p) => `${p.ref} (pinned ${new Date(p.pinnedAt).toISOString()})`), ...fromConfig, `${pins.length + fromConfig.length} pin(s)`].join('\n') + '\n');
-      return;
-    }
-    for (const ref of refs) {
-      const changed = action === 'pin' ? await data.pins.add(ref, Date.now()) : await data.pins.remove(ref);
-      ctx.out(`${action === 'pin' ? (changed ? 'pinned' : 'already pinned') : changed ? 'unpinned' : 'was not pinned'} ${ref}\n`);
-    }
-  } finally {
-    await data.close();
+  if (refs.length === 0) {
+    ctx.out(formatPins(await withAdmin(config, (api) => api.pins())));
+    return;
   }
+  const changes = await withAdmin(config, (api) => (action === 'pin' ? api.pin(refs) : api.unpin(refs)));
+  ctx.out(formatPinChanges(action, changes));
+}
+
+export function formatPins(pins: readonly PinRow[]): string {
+  const lines = pins.map((p) => (p.fromConfig || p.pinnedAt === undefined ? `${p.ref} (config)` : `${p.ref} (pinned ${new Date(p.pinnedAt).toISOString()})`));
+  return [...lines, `${pins.length} pin(s)`].join('\n') + '\n';
+}
+
+export function formatPinChanges(action: 'pin' | 'unpin', changes: readonly PinChange[]): string {
+  return changes.map(({ ref, changed }) => `${action === 'pin' ? (changed ? 'pinned' : 'already pinned') : changed ? 'unpinned' : 'was not pinned'} ${ref}\n`).join('');
 }

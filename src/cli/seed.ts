@@ -1,21 +1,22 @@
-// `regmirror seed`: fills a stopped mirror's cache with images, through the server's own code path, and pins them.
+// `regmirror seed`: fills the cache with images, through the server's own code path, and pins them: through the
+// running mirror's admin socket (sharing its downloads and pull accounting), or on a stopped mirror's data directory.
 import { readFile } from 'node:fs/promises';
 import { loadConfig } from '../config/load.js';
 import { RegistryError } from '../registry/errors.js';
 import { parseImageReference, type ImageReference } from '../registry/reference.js';
-import { openSeeder } from '../app.js';
-import { parsePlatforms, seedImage, type Platform, type SeedProgress } from '../seed/seed.js';
+import { parsePlatforms, type ImageSeedResult, type Platform, type SeedProgress } from '../seed/seed.js';
+import { withAdmin } from './admin-client.js';
 import { lastOf, parseFlags, type Token } from './args.js';
 import { UsageError, type CommandContext } from './command.js';
-import { openCacheOf } from './data-dir.js';
 import { humanBytes, progressBar, type Progress } from './progress.js';
 
 export const SEED_HELP = `usage: regmirror seed [--config FILE] IMAGE... | -f images.txt
                       [--platform linux/amd64,linux/arm64 | --all-platforms]
 
-Pulls images into the cache of a stopped mirror (the data directory of the config, or REGMIRROR_DATA), the way
-the server does: one verified download per blob, the same tag records and pull accounting. Seeded images are
-pinned. Default platform: linux/amd64. images.txt: one reference per line; # starts a comment.
+Pulls images into the cache (the data directory of the config, or REGMIRROR_DATA) the way the server does: one
+verified download per blob, the same tag records and pull accounting. A running mirror seeds through its admin
+socket (a client pulling the same blob shares the download); a stopped one's data directory is opened directly.
+Seeded images are pinned. Default platform: linux/amd64. images.txt: one reference per line; # starts a comment.
 `;
 
 /** The option naming images besides IMAGE arguments: `-f FILE`, one reference a line, # starts a comment. */
@@ -61,29 +62,18 @@ export async function seed(ctx: CommandContext): Promise<void> {
   if (refs.length === 0) throw new UsageError('seed: name at least one image', SEED_HELP);
   const config = await loadConfig({ file: configFile, env: ctx.env });
   if (config.upstream.url === 'none') throw new Error('seed: this mirror is offline (upstream.url is none): nothing to seed from');
-  const seeder = await openCacheOf(config, openSeeder);
   let bar: Progress | undefined;
   const progress: SeedProgress = {
     start: (image, total) => (bar = progressBar(image, total, humanBytes)),
     advance: (bytes) => bar?.advance(bytes),
     end: () => bar?.done(),
   };
-  const totals = { images: 0, blobs: 0, fetched: 0, cached: 0 };
-  try {
-    for (const ref of refs) {
-      const deps = seeder.depsFor(ref.registry);
-      if (!deps) throw new Error(`seed: ${ref.canonical}: ${ref.registry} is not one of this mirror's registries (config "upstreams")`);
-      const result = await seedImage(deps, ref, platforms, progress);
-      totals.images++;
-      totals.blobs += result.blobs;
-      totals.fetched += result.bytesFetched;
-      totals.cached += result.bytesCached;
-      ctx.out(`seeded ${result.ref} ${result.digest} (${result.platforms.join(', ')}): ${result.blobs} blobs, ${humanBytes(result.bytesFetched)} fetched, ${humanBytes(result.bytesCached)} already cached; pinned\n`);
-    }
-    ctx.out(
-      `${totals.images} image(s), ${totals.blobs} blob(s): ${humanBytes(totals.fetched)} fetched, ${humanBytes(totals.cached)} already cached, ${seeder.pullsSpent()} pull(s) spent\n`,
-    );
-  } finally {
-    await seeder.close();
-  }
+  const summary = await withAdmin(config, (api) => api.seed(refs.map((r) => r.canonical), platforms, progress, (result) => ctx.out(formatSeeded(result))));
+  ctx.out(
+    `${summary.images.length} image(s), ${summary.blobs} blob(s): ${humanBytes(summary.bytesFetched)} fetched, ${humanBytes(summary.bytesCached)} already cached, ${summary.pullsSpent} pull(s) spent\n`,
+  );
+}
+
+export function formatSeeded(result: ImageSeedResult): string {
+  return `seeded ${result.ref} ${result.digest} (${result.platforms.join(', ')}): ${result.blobs} blobs, ${humanBytes(result.bytesFetched)} fetched, ${humanBytes(result.bytesCached)} already cached; pinned\n`;
 }

@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { RegistryError } from '../registry/errors.js';
 import { UpstreamContentError, UpstreamError } from '../upstream/errors.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { BundleError } from '../seed/layout-source.js';
 import { ClientGoneError, Context, responseClosed, type Request, type RequestContext, type Response } from './context.js';
 import { armHeadChecks, guardSession, http1Options, http2Settings, type ConnectionLimits } from './limits.js';
 import { createSniffingListener } from './listener.js';
@@ -28,6 +29,11 @@ export interface ServerOptions {
   tls?: { cert: Buffer; key: Buffer } | undefined;
   /** Timeouts and limits for client connections (config `http`). */
   limits: ConnectionLimits;
+  /**
+   * How long a whole HTTP/1 request, body included, may take. Default: the head timeout, since registry
+   * clients send no bodies; the admin socket takes bundles and sets 0 (none).
+   */
+  requestTimeout?: number;
 }
 
 /**
@@ -62,7 +68,7 @@ export class RegistryServer {
       this.server = secure;
       http2 = secure;
     } else {
-      const http1 = createHttp1Server(http1Options(limits), handle);
+      const http1 = createHttp1Server({ ...http1Options(limits), ...(options.requestTimeout === undefined ? {} : { requestTimeout: options.requestTimeout }) }, handle);
       http1.on('connection', (socket: Socket) => this.trackHttp1(socket));
       this.disarm = armHeadChecks(http1).disarm;
       http2 = createHttp2Server({ settings }, handle);
@@ -117,6 +123,17 @@ export class RegistryServer {
         this.server.off('error', reject);
         const address = this.server.address();
         resolve(typeof address === 'object' && address ? { host: address.address, port: address.port } : { host, port });
+      });
+    });
+  }
+
+  /** Listens on a Unix socket (the admin socket); the caller sets the file's mode. */
+  listenPath(path: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(path, () => {
+        this.server.off('error', reject);
+        resolve();
       });
     });
   }
@@ -258,6 +275,8 @@ export function toRegistryError(err: unknown): RegistryError {
       ...(err.retryAfterSeconds === undefined ? {} : { headers: { 'retry-after': String(err.retryAfterSeconds) } }),
     });
   }
+  // A bundle given to the admin API's import that did not check out: the caller's mistake, named.
+  if (err instanceof BundleError) return new RegistryError('BAD_REQUEST', err.message, { cause: err });
   if (err instanceof UpstreamContentError) {
     return new RegistryError('UNAVAILABLE', 'upstream registry sent invalid content', { cause: err });
   }

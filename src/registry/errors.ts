@@ -21,6 +21,9 @@ export const REGISTRY_CODES = {
   UNKNOWN: 500,
   /** Not a distribution-spec code: a path that is no registry endpoint. */
   NOT_FOUND: 404,
+  /** Not distribution-spec codes: a malformed admin API request (bad JSON, a missing field), or one too large. */
+  BAD_REQUEST: 400,
+  TOO_LARGE: 413,
 } as const;
 
 export type RegistryCode = keyof typeof REGISTRY_CODES;

@@ -1,7 +1,6 @@
 // `regmirror export`: an OCI image layout streamed as a tar, straight from the store (no staging copy).
 // Headers come from node-tar's Header and Pax, so what ustar cannot hold (a sha512 blob path is 141 bytes, a
 // layer over 8 GiB) goes in a pax extended header before the entry, as tar itself writes it (POSIX pax format).
-import { once } from 'node:events';
 import { type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Header, Pax } from 'tar';
@@ -22,7 +21,25 @@ export interface ExportSummary {
 }
 
 async function writeChunk(out: Writable, chunk: Buffer): Promise<void> {
-  if (!out.write(chunk)) await once(out, 'drain');
+  if (out.destroyed) throw new Error('the bundle\'s destination closed before the export ended');
+  // A destination destroyed while full (a client of the admin API that went away) never drains: its close ends
+  // the wait, or the export would hold its blobs in use for good.
+  if (!out.write(chunk)) await drained(out);
+}
+
+function drained(out: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const settle = (closed: boolean) => () => {
+      out.off('drain', onDrain);
+      out.off('close', onClose);
+      if (closed) reject(new Error('the bundle\'s destination closed before the export ended'));
+      else resolve();
+    };
+    const onDrain = settle(false);
+    const onClose = settle(true);
+    out.once('drain', onDrain);
+    out.once('close', onClose);
+  });
 }
 
 async function writeHeader(out: Writable, path: string, size: number): Promise<void> {

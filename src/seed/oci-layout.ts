@@ -9,6 +9,7 @@ import type { PinIndex } from '../index/pin-index.js';
 import type { TagEntry, TagIndex } from '../index/tag-index.js';
 import type { Descriptor } from '../registry/manifest.js';
 import { MissingContentError, walkManifests } from '../registry/manifest-graph.js';
+import { RegistryError } from '../registry/errors.js';
 import { isIndexType } from '../registry/media-types.js';
 import { parseImageReference, type Digest } from '../registry/reference.js';
 
@@ -77,15 +78,20 @@ export async function rootsFor(deps: RootDeps, refs: readonly string[], stored?:
     const ref = parseImageReference(text);
     if (ref.digest) {
       const record = await deps.index.get(ref.digest);
-      if (!record?.manifest) throw new Error(`${ref.canonical} is not cached`);
+      if (!record?.manifest) throw notCached(`${ref.canonical} is not cached`);
       roots.push({ ref: ref.canonical, digest: ref.digest, mediaType: record.mediaType, size: record.size });
       continue;
     }
     const entry = bestEntry(byTag.get(`${ref.registry}/${ref.repo}:${ref.tag ?? 'latest'}`) ?? []);
-    if (!entry) throw new Error(`${ref.canonical} is not cached (seed it first)`);
+    if (!entry) throw notCached(`${ref.canonical} is not cached (seed it first)`);
     roots.push({ ref: ref.canonical, digest: entry.digest, mediaType: entry.mediaType, size: entry.size });
   }
   return roots;
+}
+
+/** A RegistryError, so that the admin API answers 404 with this message and the CLI prints it as before. */
+function notCached(message: string): RegistryError {
+  return new RegistryError('MANIFEST_UNKNOWN', message);
 }
 
 /** Every cached tag (or every pin), one root per repo:tag. */
@@ -122,7 +128,7 @@ export async function closure(deps: ClosureDeps, roots: readonly ExportRoot[]): 
       },
     },
   ).catch((err: unknown) => {
-    if (err instanceof MissingContentError) throw new Error(`${refOf(err.root)}: ${err.digest} is not cached (seed the image again)`);
+    if (err instanceof MissingContentError) throw notCached(`${refOf(err.root)}: ${err.digest} is not cached (seed the image again)`);
     throw err;
   });
   const out = new Map<Digest, number>();

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { exportCommand } from '../../src/cli/bundle.js';
 import { cert } from '../../src/cli/cert.js';
 import type { CommandContext } from '../../src/cli/command.js';
+import { fsck } from '../../src/cli/fsck.js';
 import { ls } from '../../src/cli/ls.js';
 import { seed } from '../../src/cli/seed.js';
 import { startHubFront, type HubFront } from '../fixtures/hub-front.js';
@@ -25,13 +26,13 @@ function context(args: string[], env: Record<string, string>): { ctx: CommandCon
 }
 
 describe('regmirror ls', () => {
-  it('lists each pulled tag with its digest, image size, hits and times; refuses while the mirror runs', async () => {
+  it('lists each pulled tag with its digest, image size, hits and times, the same while the mirror runs and once stopped', async () => {
     const mirror = await startMirror(front.url);
     const image = inject('images').schema2;
     await pull(mirror.url, image.repo, image.tag);
     await pull(mirror.url, image.repo, image.tag);
     const running = context([], { REGMIRROR_DATA: mirror.dataDir });
-    await expect(ls(running.ctx)).rejects.toThrow(/in use by a running regmirror/);
+    await ls(running.ctx); // through the admin socket
     await mirror.stop();
 
     const { ctx, output } = context([], { REGMIRROR_DATA: mirror.dataDir });
@@ -42,7 +43,18 @@ describe('regmirror ls', () => {
     expect(line).toMatch(new RegExp(`${(imageBytes / 2 ** 20).toFixed(1)} MiB`));
     expect(line?.split(/\s{2,}/)[4]).toBe('2');
     expect(output()).toContain('1 tag(s)');
+    expect(running.output()).toBe(output());
     await mirror.close();
+  });
+
+  it('says to enable admin.socket when the mirror runs without one; fsck says why it needs the mirror stopped', async () => {
+    const mirror = await startMirror(front.url, { config: { admin: { socket: false } } });
+    try {
+      await expect(ls(context([], { REGMIRROR_DATA: mirror.dataDir }).ctx)).rejects.toThrow(/without an admin socket: set admin\.socket: true/);
+      await expect(fsck(context([], { REGMIRROR_DATA: mirror.dataDir }).ctx)).rejects.toThrow(/^fsck needs the mirror stopped: .* downloads in progress/);
+    } finally {
+      await mirror.close();
+    }
   });
 });
 
