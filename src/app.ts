@@ -326,6 +326,8 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
       if (gcTimer) clearInterval(gcTimer);
       status?.close();
       await Promise.all([server.close(config.shutdownTimeout), adminSocket?.close(config.shutdownTimeout)]);
+      // A seed or import whose client left still writes: the index closes after it (bounded), not under it.
+      await admin.drain(config.shutdownTimeout);
       await cache.close();
     },
   };

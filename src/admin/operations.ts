@@ -121,6 +121,8 @@ export interface AdminDeps {
 
 export class AdminOperations implements AdminApi {
   private readonly now: () => number;
+  private importing: Promise<unknown> = Promise.resolve();
+  private readonly running = new Set<Promise<unknown>>();
 
   constructor(private readonly deps: AdminDeps) {
     this.now = deps.now ?? Date.now;
@@ -156,15 +158,26 @@ export class AdminOperations implements AdminApi {
    * only it reached. A client pulling it meanwhile finishes: what it streams is in use and stays, and what it
    * asks for next comes from upstream again.
    */
-  async delete(text: string, what: 'tag' | 'image'): Promise<DeleteResult> {
-    const { ref, tag } = tagReference(text);
-    const entries = await this.deps.tags.entriesFor(ref.registry, ref.repo, tag);
-    if (entries.length === 0) throw notCached(ref);
-    const digests = [...new Set(entries.map((e) => e.digest))];
-    await this.deps.tags.deleteTag(ref.registry, ref.repo, tag);
-    const result: DeleteResult = { ref: ref.canonical, what, records: entries.length, digests };
-    if (what === 'image') result.content = await this.deps.retention.removeUnreferenced(digests);
-    return result;
+  delete(text: string, what: 'tag' | 'image'): Promise<DeleteResult> {
+    return this.track(async () => {
+      const { ref, tag } = tagReference(text);
+      const entries = await this.deps.tags.entriesFor(ref.registry, ref.repo, tag);
+      if (entries.length === 0) throw notCached(ref);
+      // A pinned tag resolves through its record: deleting it would quietly unpin what a person pinned.
+      if ((await this.pins()).some((p) => p.ref === ref.canonical)) {
+        throw new RegistryError('DENIED', `${ref.canonical} is pinned: unpin it first`, { detail: { ref: ref.canonical } });
+      }
+      const digests = [...new Set(entries.map((e) => e.digest))];
+      await this.deps.tags.deleteTag(ref.registry, ref.repo, tag);
+      const result: DeleteResult = { ref: ref.canonical, what, records: entries.length, digests };
+      if (what !== 'image') return result;
+      // Online, a pull in progress fetches what it still needs from upstream again. Offline nothing could
+      // bring it back: an image pulled in the last minutes keeps its content (GC takes it once idle).
+      const offline = this.deps.registries.get(ref.registry)?.offline ?? true;
+      const activeSince = offline ? this.now() - ACTIVE_PULL_MS : undefined;
+      result.content = await this.deps.retention.removeUnreferenced(digests, { activeSince });
+      return result;
+    });
   }
 
   async revalidate(text: string): Promise<RevalidateResult> {
@@ -190,6 +203,10 @@ export class AdminOperations implements AdminApi {
       if (!registry) throw notServed(ref);
       if (registry.offline) throw new RegistryError('UNSUPPORTED', `${ref.registry} is offline here (upstream "none"): nothing to seed from`);
     }
+    return this.track(() => this.seedAll(parsed, platforms, progress, onImage));
+  }
+
+  private async seedAll(parsed: ImageReference[], platforms: Platform[] | 'all', progress: SeedProgress, onImage: (result: ImageSeedResult) => void): Promise<SeedSummary> {
     const spentBefore = this.deps.pullsSpent();
     const summary: SeedSummary = { images: [], blobs: 0, bytesFetched: 0, bytesCached: 0, pullsSpent: 0 };
     for (const ref of parsed) {
@@ -231,10 +248,37 @@ export class AdminOperations implements AdminApi {
     return plan;
   }
 
+  /** One import at a time: they share the journal that undoes an interrupted one (seed/import-journal.ts). */
   importBundle(source: string, onBytes: (n: number) => void = () => undefined): Promise<ImportSummary> {
-    return importBundle(this.deps.importing, source, onBytes);
+    const run = (): Promise<ImportSummary> => importBundle(this.deps.importing, source, onBytes);
+    const result = this.importing.then(run, run);
+    this.importing = result.catch(() => undefined);
+    return this.track(() => result);
+  }
+
+  /**
+   * Resolves once the operations that write (deletes, seeds, imports) have ended, or after `timeoutMs`: the
+   * index must not close under them. A seed or import whose client left goes on until then.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    if (this.running.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+    await Promise.race([Promise.allSettled([...this.running]), timeout]);
+    clearTimeout(timer);
+  }
+
+  private track<T>(work: () => Promise<T>): Promise<T> {
+    const running = work();
+    this.running.add(running);
+    const forget = (): void => void this.running.delete(running);
+    running.then(forget, forget);
+    return running;
   }
 }
+
+/** Offline, an image whose manifest a client read this recently may be mid-pull: its content stays. */
+const ACTIVE_PULL_MS = 5 * 60_000;
 
 /** References as given by a person or a request: each must parse (NAME_INVALID, TAG_INVALID, DIGEST_INVALID). */
 function references(refs: readonly unknown[]): ImageReference[] {

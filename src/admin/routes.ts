@@ -4,7 +4,7 @@
 // except once a stream has started: then the last NDJSON line is the error.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -234,6 +234,7 @@ function countBytes(ctx: RequestContext): PassThrough {
 
 /** The bundle is spooled under tmp/ (import reads a file or directory), imported, and removed whatever happens. */
 async function importBundle(ctx: RequestContext, ops: AdminApi, tmpDir: string): Promise<void> {
+  await refuseIfNoRoom(ctx, tmpDir);
   const spool = join(tmpDir, `import-${randomBytes(8).toString('hex')}.tar`);
   const removeSpool = () => rm(spool, { force: true });
   try {
@@ -245,4 +246,18 @@ async function importBundle(ctx: RequestContext, ops: AdminApi, tmpDir: string):
   const events = new EventStream(ctx);
   // Removed before the result goes out, so that a client that has its answer finds tmp/ as it was.
   await events.run(() => ops.importBundle(spool, (bytes) => events.advance(bytes)).finally(removeSpool));
+}
+
+/**
+ * The spool and the imported blobs both take room until the spool goes: a bundle larger than half the free
+ * space would fill the disk, and a full disk makes downloads evict cached content. Refused before a byte lands.
+ */
+async function refuseIfNoRoom(ctx: RequestContext, tmpDir: string): Promise<void> {
+  const declared = Number(header(ctx.req, 'content-length') ?? Number.NaN);
+  if (!Number.isFinite(declared)) return;
+  const fs = await statfs(tmpDir);
+  const free = fs.bavail * fs.bsize;
+  if (declared * 2 > free) {
+    throw new RegistryError('TOO_LARGE', `the bundle (${declared} bytes) needs twice its size free in the data directory (${free} bytes free): import it with the mirror stopped, or free space`);
+  }
 }

@@ -44,8 +44,15 @@ export async function startAdminSocket(o: { dataDir: string; handler: Handler; l
   } finally {
     process.umask(umask);
   }
-  await listening;
-  await chmod(path, 0o600);
+  try {
+    await listening;
+    await chmod(path, 0o600);
+  } catch (err) {
+    // Some filesystems (NFS, CIFS, 9p) refuse Unix sockets: the mirror serves on, the CLI needs it stopped.
+    o.log.warn({ err, path }, 'admin socket not created: the data directory does not take a Unix socket (use admin.token, or stop the mirror for the CLI)');
+    await server.close(0).catch(() => undefined);
+    return undefined;
+  }
   o.log.info({ path }, 'admin socket listening');
   return {
     path,

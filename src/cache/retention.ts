@@ -173,16 +173,19 @@ export class Retention {
    * whatever the grace period says: an operator asked for it. Content in use is kept (a client pulling the
    * image finishes; the next pull fetches it again), as is anything another image shares.
    */
-  removeUnreferenced(roots: readonly Digest[]): Promise<RemovalReport> {
+  removeUnreferenced(roots: readonly Digest[], options: { activeSince?: number | undefined } = {}): Promise<RemovalReport> {
     return this.oneAtATime(async () => {
       const candidates = await this.reach(roots);
       const reachable = await this.reach([...(await this.tagRoots()), ...(await this.pinRoots())]);
       const report: RemovalReport = { removed: [], bytes: 0, shared: 0, inUse: 0 };
+      // A root read since `activeSince`: the image may be mid-pull, so all of it is in use.
+      const { activeSince } = options;
+      const active = activeSince !== undefined && (await this.anyAccessedSince(roots, activeSince));
       for (const digest of candidates) {
         const record = await this.deps.index.get(digest);
         if (!record) continue;
         if (reachable.has(digest)) report.shared++;
-        else if (!(await this.remove(digest))) report.inUse++;
+        else if (active || !(await this.remove(digest))) report.inUse++;
         else {
           report.removed.push({ digest, size: record.size, manifest: record.manifest });
           report.bytes += record.size;
@@ -190,6 +193,14 @@ export class Retention {
       }
       return report;
     });
+  }
+
+  private async anyAccessedSince(digests: readonly Digest[], since: number): Promise<boolean> {
+    for (const digest of digests) {
+      const record = await this.deps.index.peek(digest);
+      if (record && (this.deps.index.lastAccess(digest, record) >= since || record.createdAt >= since)) return true;
+    }
+    return false;
   }
 
   private oneAtATime<T>(run: () => Promise<T>): Promise<T> {

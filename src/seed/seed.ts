@@ -8,6 +8,7 @@ import type { PinIndex } from '../index/pin-index.js';
 import type { Descriptor, Platform as DescribedPlatform } from '../registry/manifest.js';
 import { walkManifests, type GraphNode } from '../registry/manifest-graph.js';
 import { ANY_MANIFEST } from '../registry/media-types.js';
+import { RegistryError } from '../registry/errors.js';
 import type { Digest, ImageReference, Repository, Tag } from '../registry/reference.js';
 
 /** Blobs downloaded at once per image, as docker does. */
@@ -71,7 +72,7 @@ function wanted(p: DescribedPlatform | undefined, platforms: Platform[] | 'all')
  */
 export async function seedImage(deps: SeedDeps, ref: ImageReference, platforms: Platform[] | 'all', progress: SeedProgress): Promise<ImageSeedResult> {
   if (ref.registry !== deps.upstreamName) {
-    throw new Error(`${ref.canonical}: this mirror's upstream is ${deps.upstreamName}`);
+    throw new RegistryError('NAME_UNKNOWN', `${ref.canonical}: this mirror's upstream is ${deps.upstreamName}`);
   }
   const { manifests } = deps;
   const top = ref.digest
@@ -117,7 +118,7 @@ export async function seedImage(deps: SeedDeps, ref: ImageReference, platforms: 
 /** The platform manifests of the top index to seed; none of them is an error naming what the index has. */
 function choosePlatforms(ref: ImageReference, children: Descriptor[], platforms: Platform[] | 'all'): Descriptor[] {
   const chosen = children.filter((c) => wanted(c.platform, platforms));
-  if (chosen.length === 0) throw new Error(`${ref.canonical}: none of the requested platforms (has ${children.map((c) => platformName(c.platform)).join(', ')})`);
+  if (chosen.length === 0) throw new RegistryError('MANIFEST_UNKNOWN', `${ref.canonical}: none of the requested platforms (has ${children.map((c) => platformName(c.platform)).join(', ')})`);
   return chosen;
 }
 
@@ -130,7 +131,7 @@ async function seedBlob(deps: SeedDeps, repo: Repository, digest: Digest, progre
     return { bytes: local.size ?? 0, cached: true };
   }
   const handle = await deps.blobs.fetch(repo, digest);
-  if (!handle) throw new Error(`${repo}: blob ${digest} not found upstream`);
+  if (!handle) throw new RegistryError('BLOB_UNKNOWN', `${repo}: blob ${digest} not found upstream`);
   let bytes = 0;
   for await (const chunk of handle.read() as AsyncIterable<Buffer>) {
     bytes += chunk.length;
@@ -138,6 +139,6 @@ async function seedBlob(deps: SeedDeps, repo: Repository, digest: Digest, progre
   }
   // The last byte comes once the digest is verified; the file is in place once the download settles.
   await deps.fills.settled(digest);
-  if (!(await deps.index.get(digest))) throw new Error(`${repo}: blob ${digest} could not be cached (is the disk full?)`);
+  if (!(await deps.index.get(digest))) throw new RegistryError('UNAVAILABLE', `${repo}: blob ${digest} could not be cached (is the disk full?)`);
   return { bytes, cached: false };
 }

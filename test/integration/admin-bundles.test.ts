@@ -53,10 +53,15 @@ describe('bundles through the admin socket', () => {
       expect(text).toContain(`docker.io/${ref}`);
       expect(await readdir(join(b.dataDir, 'tmp'))).toEqual([]);
 
+      // The seed pinned it: a pinned tag is not deleted behind the pin's back.
+      const refused = await request('http://localhost/api/v1/admin/delete', { method: 'POST', dispatcher: agent, body: JSON.stringify({ ref, what: 'image' }) });
+      expect([refused.statusCode, await refused.body.text()]).toEqual([403, expect.stringContaining(`docker.io/${ref} is pinned: unpin it first`)]);
+      const unpinned = await request('http://localhost/api/v1/admin/pins', { method: 'DELETE', dispatcher: agent, body: JSON.stringify({ refs: [ref] }) });
+      expect(unpinned.statusCode).toBe(200);
+      await unpinned.body.dump();
       // Nothing of the abandoned export holds its blobs: deleting the image removes all four.
       const deleted = await request('http://localhost/api/v1/admin/delete', { method: 'POST', dispatcher: agent, body: JSON.stringify({ ref, what: 'image' }) });
       const report = (await deleted.body.json()) as DeleteResult;
-      // (The seed pinned it: deleting the image leaves the pin, which then reaches nothing.)
       expect(report.content).toMatchObject({ inUse: 0, shared: 0 });
       expect(report.content?.removed).toHaveLength(4);
 

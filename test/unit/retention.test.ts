@@ -154,3 +154,30 @@ describe('Retention: garbage collection', () => {
     expect(await kept([layer, loose, manifest])).toEqual([layer, manifest]);
   });
 });
+
+describe('Retention: removing one image (admin delete)', () => {
+  async function untaggedImage() {
+    const s = await setup();
+    const layer = await s.put(content(300, 7).bytes, T0);
+    const manifestBytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { digest: layer, size: 300 }, layers: [] }));
+    const manifest = await s.put(manifestBytes, T0, OCI_MANIFEST);
+    return { ...s, layer, manifest };
+  }
+
+  it('removes what only that image reached at once, whatever the grace period', async () => {
+    const { retention, clock, layer, manifest, kept } = await untaggedImage();
+    clock.now = T0 + 1000;
+    const report = await retention.removeUnreferenced([manifest]);
+    expect(report).toMatchObject({ bytes: 300 + (report.removed.find((r) => r.manifest)?.size ?? 0), inUse: 0, shared: 0 });
+    expect(await kept([layer, manifest])).toEqual([]);
+  });
+
+  it('keeps all of an image read since activeSince (offline: a pull may be in progress), counted as in use', async () => {
+    const { retention, clock, layer, manifest, kept } = await untaggedImage();
+    clock.now = T0 + 1000;
+    expect(await retention.removeUnreferenced([manifest], { activeSince: T0 - 1 })).toMatchObject({ removed: [], inUse: 2 });
+    expect(await kept([layer, manifest])).toEqual([layer, manifest]);
+    // Idle since before activeSince: removed.
+    expect((await retention.removeUnreferenced([manifest], { activeSince: T0 + 1 })).removed).toHaveLength(2);
+  });
+});
