@@ -32,7 +32,7 @@ import { RegistryClient } from './upstream/client.js';
 import { OfflineUpstream } from './upstream/offline.js';
 import type { Upstream } from './upstream/upstream.js';
 import { RateLimitTracker } from './upstream/rate-limit.js';
-import { configSummary } from './status/config-summary.js';
+import { configSummary, type ConfigSummary } from './status/config-summary.js';
 import { openStatusConsole, type StatusConsole } from './status/console.js';
 import { AdminOperations, type AdminRegistry } from './admin/operations.js';
 import { ADMIN_PREFIX, createAdminRoutes, requireBearer } from './admin/routes.js';
@@ -261,7 +261,8 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
   const cache = await openCache(config, log, options);
   const { metrics, db, retention, registries } = cache;
   const flush = (): Promise<void> => cache.flush();
-  const status = config.status.page ? await openStatus(config, cache, auth, options.now) : undefined;
+  const summary = config.status.page ? configSummary(config, registriesOf(config).list) : undefined;
+  const status = summary ? await openStatus(config, cache, { auth, summary, now: options.now }) : undefined;
   const admin = adminOperations(config, cache);
   const adminRoutes = createAdminRoutes(admin, { tmpDir: join(config.dataDir, 'tmp') });
   let adminSocket: AdminSocket | undefined;
@@ -312,7 +313,10 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
         const socketLog = log.child({ module: 'admin', via: 'socket' });
         adminSocket = await startAdminSocket({ dataDir: config.dataDir, handler: adminRoutes, log: socketLog, metrics, limits: config.http });
       }
-      return server.listen(config.listen.host, config.listen.port);
+      const address = await server.listen(config.listen.host, config.listen.port);
+      // Port 0 picks one: the status page shows where the mirror really listens.
+      if (summary) summary.listen = `${address.host}:${address.port}`;
+      return address;
     },
     retention,
     status,
@@ -334,7 +338,8 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
 }
 
 /** The status page and its JSON API over the cache's parts (issue 15). */
-function openStatus(config: Config, cache: Cache, auth: ClientAuth | undefined, now: (() => number) | undefined): Promise<StatusConsole> {
+function openStatus(config: Config, cache: Cache, o: { auth: ClientAuth | undefined; summary: ConfigSummary; now: (() => number) | undefined }): Promise<StatusConsole> {
+  const { auth, summary, now } = o;
   const { metrics, fills, index, retention, tags, pins, store } = cache;
   const { list } = registriesOf(config);
   return openStatusConsole({
@@ -350,7 +355,7 @@ function openStatus(config: Config, cache: Cache, auth: ClientAuth | undefined, 
     index,
     retention,
     quotaBytes: config.cache.maxBytes,
-    config: configSummary(config, list),
+    config: summary,
     images: { tags, index, store, pins, configPins: config.cache.pins },
     auth,
     now,

@@ -125,7 +125,9 @@ describe('status routes', () => {
       config: { upstream: { url: NO_UPSTREAM, credentials: { username: 'hubuser', password: PASSWORD } }, admin: { token: TOKEN } },
     });
     const text = (await get('/api/v1/status')).text;
-    const status = JSON.parse(text) as { config: { registries: unknown[]; admin: unknown } };
+    const status = JSON.parse(text) as { config: { registries: unknown[]; admin: unknown; listen: string } };
+    // Where it really listens (the config said port 0).
+    expect(`http://${status.config.listen}`).toBe(mirror.url);
     expect(status.config.registries).toEqual([{ name: 'docker.io', url: NO_UPSTREAM, offline: false, tagTtlSeconds: 3600, account: true, allow: null }]);
     expect(status.config.admin).toEqual({ socket: true, network: true });
     expect(text).not.toContain(PASSWORD);
