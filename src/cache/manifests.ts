@@ -206,10 +206,30 @@ export class ManifestCache {
     return this.notFoundUpstream(q);
   }
 
-  /** A tag we hold nothing for: HEAD first, since its digest may already be cached under another name. */
+  /**
+   * A tag we hold nothing for. A client that wants its body gets it with one GET by tag: a HEAD first would cost a
+   * round trip on every cold pull (issue 16) to spare a pull only when the digest is already here under another
+   * name. While the pull allowance is at its reserve that spare counts, and a HEAD goes first; a HEAD from the
+   * client is answered by a HEAD upstream, which spends nothing.
+   */
   private async resolve(q: Lookup): Promise<ManifestAnswer> {
+    if (q.withBody && !this.deps.upstream.offline && !this.deps.rateLimit.conserving()) return this.fetchTag(q);
     const head = await this.head(q);
     return head ? this.fromHead(q, head) : this.notFoundUpstream(q);
+  }
+
+  /** GET by tag, verified against the digest upstream announces with it (upstream/client.ts), then recorded. */
+  private async fetchTag(q: Lookup): Promise<ManifestAnswer> {
+    let result: ManifestAnswer;
+    try {
+      result = await this.manifests.fetch(q.repo, q.tag, q.accept, q.client);
+    } catch (err) {
+      if (err instanceof RegistryError && err.code === 'MANIFEST_UNKNOWN') this.notFoundUpstream(q);
+      throw err;
+    }
+    this.checkAccepted(result, q);
+    await this.remember(q.key, result);
+    return result;
   }
 
   private notFoundUpstream(q: Lookup): never {

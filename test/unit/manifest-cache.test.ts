@@ -147,6 +147,33 @@ describe('ManifestCache by tag', () => {
     expect(upstream.calls).toEqual(['HEAD v1', `GET ${digest}`]);
   });
 
+  it('fetches a tag it has never seen with one GET by tag, not a HEAD then a GET (issue 16)', async () => {
+    const digest = upstream.publish('v1', 1);
+    const manifests = await cache();
+    expect(await manifests.byTag(repo, tag, DOCKER, true)).toMatchObject({ digest, source: 'miss' });
+    expect(upstream.calls).toEqual(['GET v1']);
+    // Recorded as a HEAD-resolved tag would be: within the TTL no upstream contact, a HEAD answered from the record.
+    expect(await manifests.byTag(repo, tag, DOCKER, false)).toMatchObject({ digest, source: 'hit' });
+    expect(upstream.calls).toEqual(['GET v1']);
+  });
+
+  it('asks with a HEAD first for a new tag while the pull allowance is at its reserve: its digest may be here already', async () => {
+    const digest = upstream.publish('v1', 1);
+    upstream.publish('latest', 1);
+    const manifests = await cache({}, true);
+    await manifests.byTag(repo, 'latest' as Tag, DOCKER, true);
+    upstream.calls.length = 0;
+    expect(await manifests.byTag(repo, tag, DOCKER, true)).toMatchObject({ digest, source: 'hit' });
+    expect(upstream.calls).toEqual(['HEAD v1']);
+  });
+
+  it('remembers a 404 for a GET of a tag upstream does not have', async () => {
+    const manifests = await cache();
+    await expect(manifests.byTag(repo, tag, DOCKER, true)).rejects.toMatchObject({ code: 'MANIFEST_UNKNOWN' });
+    await expect(manifests.byTag(repo, tag, DOCKER, true)).rejects.toMatchObject({ code: 'MANIFEST_UNKNOWN' });
+    expect(upstream.calls).toEqual(['GET v1']);
+  });
+
   it('asks nothing within the TTL, revalidates with one HEAD after it, and GETs only a moved tag', async () => {
     upstream.publish('v1', 1);
     const manifests = await cache();
@@ -205,7 +232,8 @@ describe('ManifestCache by tag', () => {
     clock += 2 * HOUR;
     await expect(dropping.byTag(repo, tag, DOCKER, true)).rejects.toMatchObject({ code: 'MANIFEST_UNKNOWN' });
     await expect(dropping.byTag(repo, tag, DOCKER, false)).rejects.toMatchObject({ code: 'MANIFEST_UNKNOWN' });
-    expect(upstream.calls.filter((c) => c === 'HEAD v1')).toHaveLength(2); // the second 404 came from memory
+    // The first GET was one GET by tag; the revalidation one HEAD; the second 404 came from memory.
+    expect(upstream.calls).toEqual(['GET v1', 'HEAD v1']);
 
     const digest = upstream.publish('v1', 3);
     const keeping = await cache({ keepDeleted: true });
