@@ -69,24 +69,34 @@ function timeline(title: string, t: Traced): string {
   return [`${title}: ${t.ms.toFixed(0)} ms`, `${'side'.padEnd(8)}  ${'request'.padEnd(width)}  ${'start'.padStart(6)}  ${'first'.padStart(6)}  ${'end'.padStart(6)}`, ...lines].join('\n');
 }
 
+/** A fresh regmirror that has pulled one other image (a warm process, a cold cache), then the traced pull. */
+async function mirrorPull(up: Awaited<ReturnType<typeof startUpstream>>, config?: string): Promise<Traced> {
+  const target = await startRegmirror(up.front.url, config === undefined ? {} : { config });
+  try {
+    await pull(target.url, WARMUP_REPO, TAG);
+    await up.front.idle(30_000);
+    up.resetFront();
+    return await tracedPull(target.url, up.front);
+  } finally {
+    await target.stop();
+  }
+}
+
 test('cold pull traced: direct vs through regmirror', async () => {
   const up = await startUpstream({ smoke: false, big: false, auth: AUTH });
-  const runs: Array<{ direct: Traced; mirror: Traced; ratio: number }> = [];
+  const runs: Array<{ direct: Traced; mirror: Traced; ratio: number; noPrefetchRatio: number }> = [];
   try {
     for (let run = 0; run < RUNS; run += 1) {
       up.resetFront();
       const direct = await tracedPull(up.directFront.url, up.directFront);
-      const target = await startRegmirror(up.front.url);
-      try {
-        await pull(target.url, WARMUP_REPO, TAG);
-        await up.front.idle(30_000);
-        up.resetFront();
-        const mirror = await tracedPull(target.url, up.front);
-        runs.push({ direct, mirror, ratio: mirror.ms / direct.ms });
-        console.log(`run ${run + 1}/${RUNS}: direct ${direct.ms.toFixed(0)} ms, regmirror ${mirror.ms.toFixed(0)} ms, ratio ${(mirror.ms / direct.ms).toFixed(3)}`);
-      } finally {
-        await target.stop();
-      }
+      const mirror = await mirrorPull(up);
+      // The same with blob prefetch off, so each run says whether prefetch pays.
+      const noPrefetch = await mirrorPull(up, 'cache:\n  prefetchBlobs: 0\n');
+      runs.push({ direct, mirror, ratio: mirror.ms / direct.ms, noPrefetchRatio: noPrefetch.ms / direct.ms });
+      console.log(
+        `run ${run + 1}/${RUNS}: direct ${direct.ms.toFixed(0)} ms, regmirror ${mirror.ms.toFixed(0)} ms (ratio ${(mirror.ms / direct.ms).toFixed(3)}), ` +
+          `without prefetch ${noPrefetch.ms.toFixed(0)} ms (ratio ${(noPrefetch.ms / direct.ms).toFixed(3)})`,
+      );
     }
   } finally {
     await up.close();
@@ -94,11 +104,13 @@ test('cold pull traced: direct vs through regmirror', async () => {
   const ratios = runs.map((r) => r.ratio);
   const mid = median(ratios);
   const shown = runs.reduce((best, r) => (Math.abs(r.ratio - mid) < Math.abs(best.ratio - mid) ? r : best));
+  const list = (values: number[]) => values.map((r) => r.toFixed(2)).join(', ');
   console.log(
     [
       '',
-      `cold ÷ direct${AUTH ? ' (front with token auth)' : ''}: median ${mid.toFixed(3)} of ${RUNS} runs [${ratios.map((r) => r.toFixed(2)).join(', ')}]; ` +
+      `cold ÷ direct${AUTH ? ' (front with token auth)' : ''}: median ${mid.toFixed(3)} of ${RUNS} runs [${list(ratios)}]; ` +
         `direct median ${median(runs.map((r) => r.direct.ms)).toFixed(0)} ms, regmirror median ${median(runs.map((r) => r.mirror.ms)).toFixed(0)} ms`,
+      `without blob prefetch (cache.prefetchBlobs: 0): median ${median(runs.map((r) => r.noPrefetchRatio)).toFixed(3)} [${list(runs.map((r) => r.noPrefetchRatio))}]`,
       'times in ms from the client\'s first request; client: sent / headers / body read; upstream: arrived at the front / status sent / closed',
       '',
       timeline('direct', shown.direct),

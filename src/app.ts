@@ -13,6 +13,7 @@ import { manifestBodies, type ManifestBodies } from './cache/manifest-store.js';
 import { PullBudget } from './cache/pull-budget.js';
 import { ImportJournal, recoverInterruptedImport } from './seed/import-journal.js';
 import { ManifestCache } from './cache/manifests.js';
+import { BlobPrefetch } from './cache/prefetch.js';
 import { RepoGuard } from './cache/repo-guard.js';
 import { Retention, type GcReport } from './cache/retention.js';
 import { TagLists } from './cache/tag-lists.js';
@@ -119,7 +120,7 @@ async function openCache(config: Config, log: Logger, options: CacheOptions = {}
   const { list, defaultName } = registriesOf(config);
   const bodies = manifestBodies(config.cache.manifestMemoryBytes);
   const repoBlobs = new RepoBlobIndex(db, config.cache.metadataEntries);
-  const shared = { store, index, tags, fills, inUse, metrics, now, bodies, repoBlobs };
+  const shared = { store, index, tags, fills, inUse, metrics, now, bodies, repoBlobs, retention };
   const registries = new Map(list.map((r) => [r.name, openRegistry(config, r, shared, log.child({ registry: r.name }))]));
   // Pull counts per tag and last-access times reach the index in batches, not one write per hit.
   const flush = async (): Promise<void> => {
@@ -161,10 +162,11 @@ interface SharedParts {
   bodies: ManifestBodies;
   /** Which repository holds which digest, for the registries pulled with credentials. */
   repoBlobs: RepoBlobIndex;
+  retention: Retention;
 }
 
 function openRegistry(config: Config, r: RegistryConfig, shared: SharedParts, log: Logger): RegistryParts {
-  const { store, index, tags, fills, inUse, metrics, now, bodies, repoBlobs } = shared;
+  const { store, index, tags, fills, inUse, metrics, now, bodies, repoBlobs, retention } = shared;
   const rateLimit = new RateLimitTracker(config.rateLimit.reserve, metrics, log.child({ module: 'ratelimit' }), now, r.name);
   const client = r.offline ? undefined : new RegistryClient(r, metrics, rateLimit, now);
   // Every registry's series exist from the start, at 0, for dashboards and absent() alerts.
@@ -190,8 +192,13 @@ function openRegistry(config: Config, r: RegistryConfig, shared: SharedParts, lo
     budget: config.rateLimit.perClient === 'off' ? undefined : new PullBudget(config.rateLimit.perClient, now),
     now,
     guard,
+    // Bound below: the blob cache is built on the manifest cache (a manifest digest asked on /blobs/).
+    onFetched: (repo, manifest) => prefetch?.start(repo, manifest),
   });
   const blobs = new BlobCache({ store, index, fills, upstream, fillTimeoutMs: r.fillTimeout, manifests, inUse, guard });
+  const prefetch: BlobPrefetch | undefined = client
+    ? new BlobPrefetch({ blobs, fills, index, retention, limit: config.cache.prefetchBlobs, log: log.child({ module: 'prefetch' }) })
+    : undefined;
   const tagLists = new TagLists({ upstream, tags, log: log.child({ module: 'tags' }) });
   return { name: r.name, offline: r.offline, allows: repositoryAllowed(r.allow), upstream, client, rateLimit, manifests, blobs, tagLists };
 }

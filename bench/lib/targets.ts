@@ -60,6 +60,7 @@ async function launch(name: TargetName, command: string, args: string[], env: No
       await waitExit(child, exited, STOP_GRACE_MS);
     }
     await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+    await rm(`${dir}.yaml`, { force: true }); // startRegmirror's config file, if it wrote one
   };
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + READY_TIMEOUT_MS;
@@ -84,12 +85,20 @@ async function launch(name: TargetName, command: string, args: string[], env: No
   return { name, url, pid: child.pid, stop };
 }
 
-export async function startRegmirror(upstream: string): Promise<Target> {
+/** `config`: a config file's text (YAML), for a variant of the defaults (bench:trace turns prefetch off). */
+export async function startRegmirror(upstream: string, o: { config?: string } = {}): Promise<Target> {
   const dir = await mkdtemp(join(tmpdir(), 'bench-regmirror-'));
   const port = await freePort();
   // BENCH_PROF=1: a V8 CPU profile per regmirror process in bench/profiles/ (written when it exits on SIGTERM).
   const prof = process.env.BENCH_PROF === '1' ? ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'bench/profiles')] : [];
-  const args = [...prof, join(ROOT, 'dist/src/main.js'), 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dir, '--upstream', upstream, '--log-level', 'warn'];
+  const config: string[] = [];
+  if (o.config !== undefined) {
+    // Beside the data directory, not in it: the mirror owns what is inside.
+    const file = `${dir}.yaml`;
+    await writeFile(file, o.config);
+    config.push('--config', file);
+  }
+  const args = [...prof, join(ROOT, 'dist/src/main.js'), 'serve', ...config, '--listen', `127.0.0.1:${port}`, '--data-dir', dir, '--upstream', upstream, '--log-level', 'warn'];
   // The allocator settings the Dockerfile ships with (see there): regmirror as it is deployed.
   const env = { ...process.env, REGMIRROR_TAG_TTL: '1h', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_ARENA_MAX: '2' };
   return launch('regmirror', process.execPath, args, env, port, dir);

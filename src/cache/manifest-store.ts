@@ -42,6 +42,11 @@ export interface ManifestStoreDeps {
   now: () => number;
   /** Present when the registry is pulled with credentials: a digest only for a repository that holds it. */
   guard?: RepoGuard | undefined;
+  /**
+   * Told of each manifest GET from upstream done for a client, as soon as its bytes are checked and before they
+   * are stored (cache/prefetch.ts starts the blobs' downloads). Not for the cache's own work (DETACHED).
+   */
+  onFetched?: ((repo: Repository, manifest: FetchedManifest) => void) | undefined;
 }
 
 interface LocalManifest {
@@ -94,7 +99,7 @@ export class ManifestStore {
       async (signal) => {
         // The client that causes the upstream GET (a pull, on Docker Hub) spends its share; those joining it do not.
         if (this.deps.budget && client.address !== undefined) this.deps.budget.take(client.address);
-        return this.fetchAndStore(repo, reference, accept, signal);
+        return this.fetchAndStore(repo, reference, accept, signal, client !== DETACHED);
       },
       client.signal,
     );
@@ -129,9 +134,10 @@ export class ManifestStore {
     return new RegistryError('MANIFEST_UNKNOWN', message, { detail: { name: repo, reference } });
   }
 
-  private async fetchAndStore(repo: Repository, reference: string, accept: AcceptClass, signal: AbortSignal) {
+  private async fetchAndStore(repo: Repository, reference: string, accept: AcceptClass, signal: AbortSignal, forClient: boolean) {
     const fetched = await this.deps.upstream.fetchManifest(repo, reference, { accept: accept.header, signal });
     if (!fetched) return undefined;
+    if (forClient) this.deps.onFetched?.(repo, fetched);
     await this.deps.guard?.record(repo, fetched.digest);
     if (!this.bodies.has(fetched.digest) && !(await this.deps.index.get(fetched.digest))?.manifest) {
       await this.store(fetched).catch((err: unknown) => {

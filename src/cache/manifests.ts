@@ -13,7 +13,7 @@ import type { Digest, Repository, Tag } from '../registry/reference.js';
 import { UpstreamError } from '../upstream/errors.js';
 import type { ManifestHead, Upstream } from '../upstream/upstream.js';
 import type { BlobStore } from './blob-store.js';
-import { ManifestStore, type ManifestAnswer, type ManifestBodies } from './manifest-store.js';
+import { ManifestStore, type ManifestAnswer, type ManifestBodies, type ManifestStoreDeps } from './manifest-store.js';
 import { DETACHED, type ClientAbort } from './client-abort.js';
 import type { RepoGuard } from './repo-guard.js';
 import type { PullBudget } from './pull-budget.js';
@@ -39,6 +39,8 @@ export interface ManifestCacheDeps {
   now?: () => number;
   /** See ManifestStoreDeps. */
   guard?: RepoGuard | undefined;
+  /** See ManifestStoreDeps. */
+  onFetched?: ManifestStoreDeps['onFetched'];
 }
 
 export interface TagOptions {

@@ -92,6 +92,12 @@ export class Retention {
     return maxBytes === undefined ? undefined : Math.floor(maxBytes * lowWatermark);
   }
 
+  /** Whether `size` more bytes fit under the high mark beside what is stored and reserved, without evicting. */
+  hasRoomFor(size: number): boolean {
+    const high = this.highMark;
+    return high === undefined || this.deps.index.usage.bytes + this.reserved + size <= high;
+  }
+
   /** A download about to start waits for a removal of the same digest, so that it cannot be undone by it. */
   async settled(digest: Digest): Promise<void> {
     await this.removing.get(digest);

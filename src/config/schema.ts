@@ -211,6 +211,11 @@ export const configSchema = z.strictObject({
       metadataEntries: z.int().min(100).max(10_000_000).default(50_000),
       /** Manifest bodies kept in memory, by total bytes. */
       manifestMemoryBytes: z.int().min(0).default(64 * 2 ** 20),
+      /**
+       * Blob downloads started ahead of the client, at most this many at once, when an image manifest comes from
+       * upstream for a client (its config and layers; issue 16); 0 turns prefetching off.
+       */
+      prefetchBlobs: z.int().min(0).max(64).default(4),
       /** Quota for cached content ("200GiB"), or "none". Above the high mark, least recently used content goes. */
       maxBytes: quota.prefault('none'),
       /** Fraction of maxBytes where eviction starts... */

@@ -5,7 +5,7 @@ import { Agent, request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { DeleteResult, RevalidateResult } from '../../src/admin/operations.js';
 import { startHubFront, type HubFront } from '../fixtures/hub-front.js';
-import { startMirror, type TestMirror } from '../fixtures/mirror.js';
+import { metricValue, startMirror, type TestMirror } from '../fixtures/mirror.js';
 import { pull } from '../fixtures/puller.js';
 
 let front: HubFront;
@@ -41,7 +41,11 @@ describe('deleting an image through the admin API while a client pulls it', () =
     front.setFault({ kind: 'hold', afterBytes: 1 << 20, reached, until, path: new RegExp(`/blobs/${bigLayer!.digest}$`), method: 'GET', times: 1 });
 
     const pulling = pull(mirror.url, image.repo, image.tag);
-    await midPull; // the client has the manifest and is 1 MiB into the 12 MiB layer
+    await midPull; // the mirror has the manifest and is 1 MiB into the 12 MiB layer
+    // The other blobs (prefetched with the manifest, issue 16) are stored and recorded before the delete, so
+    // it has stored content to remove beside the manifest.
+    const others = image.platforms[0]!.layers.length; // the config and every layer but the held one
+    await expect.poll(async () => metricValue(await mirror!.metrics(), 'regmirror_blob_fills_total', { result: 'ok' }), { timeout: 10_000 }).toBeGreaterThanOrEqual(others);
     const deleted = await admin<DeleteResult>(socket, 'delete', { ref: `${image.repo}:${image.tag}`, what: 'image' });
     release();
     const first = await pulling;

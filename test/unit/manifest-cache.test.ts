@@ -119,10 +119,16 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true, maxRetries: 10 });
 });
 
-async function cache(tags: Record<string, unknown> = {}, conserving = false, tagIndex = new MemoryTagIndex()): Promise<ManifestCache> {
+async function cache(
+  tags: Record<string, unknown> = {},
+  conserving = false,
+  tagIndex = new MemoryTagIndex(),
+  onFetched?: (repo: Repository, manifest: FetchedManifest) => void,
+): Promise<ManifestCache> {
   const store = new DiskBlobStore(dir);
   await store.init();
   return new ManifestCache({
+    onFetched,
     store,
     index: new BlobIndex(db, 100),
     tags: tagIndex,
@@ -172,6 +178,20 @@ describe('ManifestCache by tag', () => {
     await expect(manifests.byTag(repo, tag, DOCKER, true)).rejects.toMatchObject({ code: 'MANIFEST_UNKNOWN' });
     await expect(manifests.byTag(repo, tag, DOCKER, true)).rejects.toMatchObject({ code: 'MANIFEST_UNKNOWN' });
     expect(upstream.calls).toEqual(['GET v1']);
+  });
+
+  it('tells onFetched (blob prefetch) of each manifest GET from upstream for a client, not of its own background work', async () => {
+    const digest = upstream.publish('v1', 1);
+    const told: string[] = [];
+    const manifests = await cache({ staleWhileRevalidate: true }, false, new MemoryTagIndex(), (r, m) => told.push(`${r}@${m.digest}`));
+    await manifests.byTag(repo, tag, DOCKER, true, { client: { address: '10.0.0.1' } });
+    expect(told).toEqual([`${repo}@${digest}`]);
+    await manifests.byTag(repo, tag, DOCKER, true, { client: { address: '10.0.0.1' } }); // from cache: nothing
+    const moved = upstream.publish('v1', 2);
+    clock += 2 * HOUR;
+    await manifests.byTag(repo, tag, DOCKER, true, { client: { address: '10.0.0.1' } }); // answered stale; GET in the background
+    await expect.poll(() => upstream.calls.includes(`GET ${moved}`)).toBe(true);
+    expect(told).toEqual([`${repo}@${digest}`]);
   });
 
   it('asks nothing within the TTL, revalidates with one HEAD after it, and GETs only a moved tag', async () => {
