@@ -142,6 +142,8 @@ async function openCache(config: Config, log: Logger, options: CacheOptions = {}
     flush,
     async close() {
       await fills.abortAll();
+      // Manifests answered before their file was written: written (or given up) before the index closes.
+      await Promise.all([...registries.values()].map((r) => r.manifests.stored()));
       await flush();
       // Every client closes, and the index with them, whatever one of them says.
       await Promise.allSettled([...registries.values()].map((r) => r.upstream.close()));

@@ -64,6 +64,9 @@ export function manifestBodies(memoryBytes: number): ManifestBodies {
 export class ManifestStore {
   private readonly bodies: ManifestBodies;
   private readonly fetches = new SingleFlight<string, FetchedManifest | undefined>();
+  /** Manifests fetched and answered, whose file and index record are still being written. */
+  private readonly storing = new Map<Digest, LocalManifest>();
+  private readonly writes = new Set<Promise<void>>();
 
   constructor(private readonly deps: ManifestStoreDeps) {
     this.bodies = deps.bodies ?? manifestBodies(deps.memoryBytes);
@@ -108,8 +111,15 @@ export class ManifestStore {
     return { digest, mediaType, size: bytes.length, bytes, source: shared ? 'coalesced' : 'miss' };
   }
 
+  /** Resolves once the manifests being written now are stored (or given up). */
+  async stored(): Promise<void> {
+    await Promise.all(this.writes);
+  }
+
   /** A cached manifest by digest, or undefined. Used by /blobs/ too. */
   async local(digest: Digest, withBody: boolean): Promise<ManifestAnswer | undefined> {
+    const writing = this.storing.get(digest);
+    if (writing) return { digest, mediaType: writing.mediaType, size: writing.bytes.length, bytes: writing.bytes, source: 'hit' };
     const hot = this.bodies.get(digest);
     if (hot) {
       this.deps.index.touch(digest, this.deps.now());
@@ -139,14 +149,24 @@ export class ManifestStore {
     if (!fetched) return undefined;
     if (forClient) this.deps.onFetched?.(repo, fetched);
     await this.deps.guard?.record(repo, fetched.digest);
-    if (!this.bodies.has(fetched.digest) && !(await this.deps.index.get(fetched.digest))?.manifest) {
-      await this.store(fetched).catch((err: unknown) => {
-        // A full disk costs the cache, not the client: the manifest is answered from memory.
-        const reason = diskFullReason(err);
-        if (!reason) throw err;
-        this.deps.metrics.storeWriteFailures.inc({ reason });
-        this.deps.log.warn({ digest: fetched.digest, reason }, 'disk full: manifest served without caching it');
-      });
+    const { digest } = fetched;
+    if (!this.bodies.has(digest) && !this.storing.has(digest) && !(await this.deps.index.get(digest))?.manifest) {
+      // The client is answered from memory now; the file (fsync, rename, record) follows, detached: waiting for
+      // it held every cold manifest back by a disk flush (issue 16). Until it is stored, `local` answers from
+      // `storing`. A crash in between loses only the cached copy: a tag record may name an absent manifest.
+      this.storing.set(digest, { mediaType: fetched.mediaType, bytes: fetched.bytes });
+      const write = this.store(fetched)
+        .catch((err: unknown) => {
+          // A full disk costs the cache, not the client: the manifest was answered from memory.
+          const reason = diskFullReason(err);
+          if (reason) this.deps.metrics.storeWriteFailures.inc({ reason });
+          this.deps.log.warn({ err, digest, reason }, 'manifest served without caching it');
+        })
+        .finally(() => {
+          this.storing.delete(digest);
+          this.writes.delete(write);
+        });
+      this.writes.add(write);
     }
     return fetched;
   }

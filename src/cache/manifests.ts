@@ -71,6 +71,11 @@ export class ManifestCache {
     return this.manifests.byDigest(repo, digest, accept, withBody, client);
   }
 
+  /** Resolves once every manifest answered before its file was written has been stored (or given up): shutdown. */
+  stored(): Promise<void> {
+    return this.manifests.stored();
+  }
+
   /** A cached manifest by digest, or undefined. Used by /blobs/ too. */
   local(digest: Digest, withBody: boolean): Promise<ManifestAnswer | undefined> {
     return this.manifests.local(digest, withBody);

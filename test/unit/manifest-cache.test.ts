@@ -194,6 +194,32 @@ describe('ManifestCache by tag', () => {
     expect(told).toEqual([`${repo}@${digest}`]);
   });
 
+  it('answers a fetched manifest before its file is written, and from memory meanwhile, even with no memory budget', async () => {
+    const digest = upstream.publish('v1', 1);
+    const store = new DiskBlobStore(dir);
+    await store.init();
+    const index = new BlobIndex(db, 100);
+    const manifests = new ManifestCache({
+      store,
+      index,
+      tags: new MemoryTagIndex(),
+      upstream,
+      rateLimit: { conserving: () => false },
+      tagsConfig: parseConfig({ tags: { ttl: '1h', rules: [] } }).tags,
+      metrics,
+      log: pino({ level: 'silent' }),
+      memoryBytes: 0,
+      now: () => clock,
+    });
+    const byTag = await manifests.byTag(repo, tag, DOCKER, true);
+    const byDigest = await manifests.byDigest(repo, digest, DOCKER, true); // its file is still being written
+    expect(byTag.bytes?.equals(upstream.manifests.get(digest) as Buffer)).toBe(true);
+    expect(byDigest.bytes?.equals(upstream.manifests.get(digest) as Buffer)).toBe(true);
+    await expect.poll(async () => (await index.get(digest))?.manifest).toBe(true);
+    expect((await manifests.byDigest(repo, digest, DOCKER, true)).source).toBe('hit');
+    expect(upstream.calls.filter((c) => c.startsWith('GET'))).toHaveLength(1);
+  });
+
   it('asks nothing within the TTL, revalidates with one HEAD after it, and GETs only a moved tag', async () => {
     upstream.publish('v1', 1);
     const manifests = await cache();
