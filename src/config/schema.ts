@@ -213,9 +213,11 @@ export const configSchema = z.strictObject({
       manifestMemoryBytes: z.int().min(0).default(64 * 2 ** 20),
       /**
        * Blob downloads started ahead of the client, at most this many at once, when an image manifest comes from
-       * upstream for a client (its config and layers; issue 16); 0 turns prefetching off.
+       * upstream for a client (its config and layers; issue 16); 0 (the default) turns prefetching off. Off by
+       * default: on loopback it saved no measurable time (bench/TRACE-cold.md), and a client that reads only the
+       * manifest and config (skopeo inspect, Renovate, crane config) would make the mirror download every layer.
        */
-      prefetchBlobs: z.int().min(0).max(64).default(4),
+      prefetchBlobs: z.int().min(0).max(64).default(0),
       /** Quota for cached content ("200GiB"), or "none". Above the high mark, least recently used content goes. */
       maxBytes: quota.prefault('none'),
       /** Fraction of maxBytes where eviction starts... */

@@ -42,8 +42,8 @@ describe('deleting an image through the admin API while a client pulls it', () =
 
     const pulling = pull(mirror.url, image.repo, image.tag);
     await midPull; // the mirror has the manifest and is 1 MiB into the 12 MiB layer
-    // The other blobs (prefetched with the manifest, issue 16) are stored and recorded before the delete, so
-    // it has stored content to remove beside the manifest.
+    // The other blobs are stored and recorded before the delete (however the client's requests and, when
+    // configured, blob prefetch (issue 16) interleave), so it has stored content to remove beside the manifest.
     const others = image.platforms[0]!.layers.length; // the config and every layer but the held one
     await expect.poll(async () => metricValue(await mirror!.metrics(), 'regmirror_blob_fills_total', { result: 'ok' }), { timeout: 10_000 }).toBeGreaterThanOrEqual(others);
     const deleted = await admin<DeleteResult>(socket, 'delete', { ref: `${image.repo}:${image.tag}`, what: 'image' });

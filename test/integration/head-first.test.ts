@@ -98,8 +98,7 @@ describe('a tag first resolved by HEAD, then fetched by digest only', () => {
     const m = await mirrorOn({}, logLines);
     // containerd resolves it; dockerd (another Accept list) asks for it during the outage.
     expect(await headFirstPull(m.url, repo, 'v1', CONTAINERD_ACCEPT)).toBe(image.digest);
-    // The blobs the manifest names are prefetched (issue 16): the outage starts once they are in.
-    await expect.poll(() => front.count({ method: 'GET', kind: 'blob' })).toBe(image.platforms[0]!.layers.length + 1);
+    // Nothing of the mirror's own (a manifest store, a prefetch when configured) meets the outage first.
     await front.idle();
 
     await apply();

@@ -34,6 +34,40 @@ describe('concurrent cold pulls', () => {
   });
 });
 
+describe('blob prefetch (cache.prefetchBlobs, issue 16)', () => {
+  it('downloads the blobs of a manifest fetched for clients once, the clients joining the prefetch: one upstream GET per blob', async () => {
+    mirror = await startMirror(front.url, { config: { cache: { prefetchBlobs: 2 } } });
+    const image = inject('images').multi;
+    const results = await Promise.all(Array.from({ length: 4 }, () => pull(mirror.url, image.repo, image.tag)));
+    const amd64 = image.platforms.find((p) => p.architecture === 'amd64');
+    const expected = [amd64?.config, ...(amd64?.layers.map((l) => l.digest) ?? [])].sort();
+    for (const result of results) expect([...result.blobs.keys()].sort()).toEqual(expected);
+    await front.idle();
+    for (const digest of expected) {
+      expect(front.count({ method: 'GET', kind: 'blob', pathIncludes: digest as string })).toBe(1);
+    }
+    // Only the platform the clients took: an index names platforms, and their manifests cost pulls.
+    expect(front.count({ method: 'GET', kind: 'blob' })).toBe(expected.length);
+  });
+
+  it('starts the downloads when the manifest arrives, before the client asks for a blob', async () => {
+    mirror = await startMirror(front.url, { config: { cache: { prefetchBlobs: 4 } } });
+    const image = inject('images').schema2;
+    const res = await request(`${mirror.url}/v2/${image.repo}/manifests/${image.tag}`, {
+      headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' },
+    });
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    const blobs = image.platforms[0]!.layers.length + 1;
+    await expect.poll(() => front.count({ method: 'GET', kind: 'blob' })).toBe(blobs);
+    await front.idle();
+    // The client's own GETs now come from the cache.
+    expect((await pull(mirror.url, image.repo, image.tag)).blobs.size).toBe(blobs);
+    await front.idle();
+    expect(front.count({ method: 'GET', kind: 'blob' })).toBe(blobs);
+  });
+});
+
 describe('streaming a large blob from a slow upstream', () => {
   let big: TestImage;
   let layerSize: number;

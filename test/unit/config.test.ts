@@ -49,7 +49,7 @@ describe('defaults', () => {
     expect(config.cache).toEqual({
       metadataEntries: 50_000,
       manifestMemoryBytes: 64 * 2 ** 20,
-      prefetchBlobs: 4,
+      prefetchBlobs: 0,
       maxBytes: undefined,
       highWatermark: 0.9,
       lowWatermark: 0.8,
