@@ -15,6 +15,11 @@ import { startRegmirror } from './lib/targets.js';
 
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 5));
 const AUTH = process.env.BENCH_AUTH === '1';
+/**
+ * BENCH_TRACE_BASELINE=<dir>: another checkout, built (e.g. `git archive <commit> | tar -x -C <dir>`, then
+ * `npx tsc -p tsconfig.build.json` there), pulled through in every run too: before and after side by side.
+ */
+const BASELINE = process.env.BENCH_TRACE_BASELINE;
 
 interface Row {
   side: 'client' | 'upstream';
@@ -70,8 +75,8 @@ function timeline(title: string, t: Traced): string {
 }
 
 /** A fresh regmirror that has pulled one other image (a warm process, a cold cache), then the traced pull. */
-async function mirrorPull(up: Awaited<ReturnType<typeof startUpstream>>, config?: string): Promise<Traced> {
-  const target = await startRegmirror(up.front.url, config === undefined ? {} : { config });
+async function mirrorPull(up: Awaited<ReturnType<typeof startUpstream>>, o: { config?: string; main?: string } = {}): Promise<Traced> {
+  const target = await startRegmirror(up.front.url, o);
   try {
     await pull(target.url, WARMUP_REPO, TAG);
     await up.front.idle(30_000);
@@ -84,15 +89,23 @@ async function mirrorPull(up: Awaited<ReturnType<typeof startUpstream>>, config?
 
 test('cold pull traced: direct vs through regmirror', async () => {
   const up = await startUpstream({ smoke: false, big: false, auth: AUTH });
-  const runs: Array<{ direct: Traced; mirror: Traced; ratio: number; prefetchRatio: number }> = [];
+  const runs: Array<{ direct: Traced; mirror: Traced; ratio: number; prefetchRatio: number; baseline?: Traced; baselineRatio?: number }> = [];
   try {
     for (let run = 0; run < RUNS; run += 1) {
       up.resetFront();
       const direct = await tracedPull(up.directFront.url, up.directFront);
       const mirror = await mirrorPull(up);
       // The same with blob prefetch on (off by default), so each run says whether prefetch pays.
-      const prefetching = await mirrorPull(up, 'cache:\n  prefetchBlobs: 4\n');
-      runs.push({ direct, mirror, ratio: mirror.ms / direct.ms, prefetchRatio: prefetching.ms / direct.ms });
+      const prefetching = await mirrorPull(up, { config: 'cache:\n  prefetchBlobs: 4\n' });
+      const baseline = BASELINE === undefined ? undefined : await mirrorPull(up, { main: `${BASELINE}/dist/src/main.js` });
+      runs.push({
+        direct,
+        mirror,
+        ratio: mirror.ms / direct.ms,
+        prefetchRatio: prefetching.ms / direct.ms,
+        ...(baseline ? { baseline, baselineRatio: baseline.ms / direct.ms } : {}),
+      });
+      if (baseline) console.log(`run ${run + 1}/${RUNS}: baseline (${BASELINE}) ${baseline.ms.toFixed(0)} ms (ratio ${(baseline.ms / direct.ms).toFixed(3)})`);
       console.log(
         `run ${run + 1}/${RUNS}: direct ${direct.ms.toFixed(0)} ms, regmirror ${mirror.ms.toFixed(0)} ms (ratio ${(mirror.ms / direct.ms).toFixed(3)}), ` +
           `with prefetch ${prefetching.ms.toFixed(0)} ms (ratio ${(prefetching.ms / direct.ms).toFixed(3)})`,
@@ -111,12 +124,16 @@ test('cold pull traced: direct vs through regmirror', async () => {
       `cold ÷ direct${AUTH ? ' (front with token auth)' : ''}: median ${mid.toFixed(3)} of ${RUNS} runs [${list(ratios)}]; ` +
         `direct median ${median(runs.map((r) => r.direct.ms)).toFixed(0)} ms, regmirror median ${median(runs.map((r) => r.mirror.ms)).toFixed(0)} ms`,
       `with blob prefetch (cache.prefetchBlobs: 4): median ${median(runs.map((r) => r.prefetchRatio)).toFixed(3)} [${list(runs.map((r) => r.prefetchRatio))}]`,
+      ...(BASELINE === undefined
+        ? []
+        : [`baseline ${BASELINE}: median ${median(runs.map((r) => r.baselineRatio ?? Number.NaN)).toFixed(3)} [${list(runs.map((r) => r.baselineRatio ?? Number.NaN))}]`]),
       'times in ms from the client\'s first request; client: sent / headers / body read; upstream: arrived at the front / status sent / closed',
       '',
       timeline('direct', shown.direct),
       '',
       timeline('regmirror', shown.mirror),
       '',
+      ...(shown.baseline ? [timeline(`baseline ${BASELINE}`, shown.baseline), ''] : []),
     ].join('\n'),
   );
 });

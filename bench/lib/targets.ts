@@ -85,8 +85,11 @@ async function launch(name: TargetName, command: string, args: string[], env: No
   return { name, url, pid: child.pid, stop };
 }
 
-/** `config`: a config file's text (YAML), for a variant of the defaults (bench:trace turns prefetch off). */
-export async function startRegmirror(upstream: string, o: { config?: string } = {}): Promise<Target> {
+/**
+ * `config`: a config file's text (YAML), for a variant of the defaults (bench:trace turns prefetch on); `main`:
+ * another build's dist/src/main.js (bench:trace compares with an older commit's build in the same run).
+ */
+export async function startRegmirror(upstream: string, o: { config?: string; main?: string } = {}): Promise<Target> {
   const dir = await mkdtemp(join(tmpdir(), 'bench-regmirror-'));
   const port = await freePort();
   // BENCH_PROF=1: a V8 CPU profile per regmirror process in bench/profiles/ (written when it exits on SIGTERM).
@@ -98,7 +101,7 @@ export async function startRegmirror(upstream: string, o: { config?: string } = 
     await writeFile(file, o.config);
     config.push('--config', file);
   }
-  const args = [...prof, join(ROOT, 'dist/src/main.js'), 'serve', ...config, '--listen', `127.0.0.1:${port}`, '--data-dir', dir, '--upstream', upstream, '--log-level', 'warn'];
+  const args = [...prof, o.main ?? join(ROOT, 'dist/src/main.js'), 'serve', ...config, '--listen', `127.0.0.1:${port}`, '--data-dir', dir, '--upstream', upstream, '--log-level', 'warn'];
   // The allocator settings the Dockerfile ships with (see there): regmirror as it is deployed.
   const env = { ...process.env, REGMIRROR_TAG_TTL: '1h', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_ARENA_MAX: '2' };
   return launch('regmirror', process.execPath, args, env, port, dir);
