@@ -68,6 +68,11 @@ const MAX_DEPTH = 3;
 
 /** Scans of the index one eviction makes at most: a later one looks past content that became busy meanwhile. */
 const EVICTION_SCANS = 3;
+/** Records removed in one index batch, and files unlinked at once, by GC and eviction. */
+const REMOVAL_BATCH = 256;
+const FILE_DELETES = 16;
+/** Images a GC walks at once (manifest reads overlap; the set they mark is one). */
+const WALKS = 8;
 
 /** The last collection that removed (not a dry run): what the status page shows. */
 export interface LastGc {
@@ -162,15 +167,18 @@ export class Retention {
       }
       const candidates = oldest.take();
       if (candidates.length === 0) break;
-      for (const candidate of candidates) {
-        if (freed >= excess) break;
-        if (!(await this.remove(candidate.digest))) {
-          skipped.add(candidate.digest);
-          continue;
+      for (let i = 0; i < candidates.length && freed < excess; i += REMOVAL_BATCH) {
+        const chunk = candidates.slice(i, i + REMOVAL_BATCH);
+        const removed = await this.removeMany(chunk.map((c) => c.digest));
+        for (const candidate of chunk) {
+          if (!removed.has(candidate.digest)) {
+            skipped.add(candidate.digest);
+            continue;
+          }
+          freed += candidate.size;
+          this.deps.metrics.evictions.inc();
+          this.deps.metrics.evictedBytes.inc(candidate.size);
         }
-        freed += candidate.size;
-        this.deps.metrics.evictions.inc();
-        this.deps.metrics.evictedBytes.inc(candidate.size);
       }
     }
     const level = freed < excess ? 'warn' : 'info';
@@ -193,7 +201,7 @@ export class Retention {
   removeUnreferenced(roots: readonly Digest[], options: { activeSince?: number | undefined } = {}): Promise<RemovalReport> {
     return this.oneAtATime(async () => {
       const candidates = await this.contentOf(roots);
-      const reachable = await this.reach(this.rootsOfTagsAndPins());
+      const reachable = await this.reach(this.rootsOfTagsAndPins(), undefined, WALKS);
       const report: RemovalReport = { removed: [], bytes: 0, shared: 0, inUse: 0 };
       // A root read since `activeSince`: the image may be mid-pull, so all of it is in use.
       const { activeSince } = options;
@@ -227,7 +235,7 @@ export class Retention {
   }
 
   private async collect(options: { dryRun: boolean }): Promise<GcReport> {
-    const reachable = await this.reach(this.rootsOfTagsAndPins());
+    const reachable = await this.reach(this.rootsOfTagsAndPins(), undefined, WALKS);
     const cutoff = this.now() - this.deps.config.gcGrace;
     const removable: GcReport['removed'] = [];
     for await (const [digest, record] of this.deps.index.entries()) {
@@ -235,7 +243,13 @@ export class Retention {
       removable.push({ digest, size: record.size, manifest: record.manifest });
     }
     const removed = options.dryRun ? removable : [];
-    if (!options.dryRun) for (const item of removable) if (await this.remove(item.digest)) removed.push(item);
+    if (!options.dryRun) {
+      for (let i = 0; i < removable.length; i += REMOVAL_BATCH) {
+        const chunk = removable.slice(i, i + REMOVAL_BATCH);
+        const done = await this.removeMany(chunk.map((item) => item.digest));
+        for (const item of chunk) if (done.has(item.digest)) removed.push(item);
+      }
+    }
     const bytes = removed.reduce((sum, r) => sum + r.size, 0);
     this.deps.metrics.gcRuns.inc({ mode: options.dryRun ? 'dry-run' : 'remove' });
     if (!options.dryRun) {
@@ -279,6 +293,22 @@ export class Retention {
     }
   }
 
+  /** `remove` for many: the records in one index batch, then the files a few at a time. The digests removed. */
+  private async removeMany(digests: readonly Digest[]): Promise<Set<Digest>> {
+    const chosen = [...new Set(digests)].filter((d) => !this.busy(d));
+    const removal = (async () => {
+      await this.deps.index.deleteMany(chosen);
+      for (let i = 0; i < chosen.length; i += FILE_DELETES) await Promise.all(chosen.slice(i, i + FILE_DELETES).map((d) => this.deps.store.delete(d)));
+    })();
+    for (const digest of chosen) this.removing.set(digest, removal);
+    try {
+      await removal;
+      return new Set(chosen);
+    } finally {
+      for (const digest of chosen) this.removing.delete(digest);
+    }
+  }
+
   /** Every tag's digest as the index streams them, then the pins': never all tags in memory at once. */
   private async *rootsOfTagsAndPins(): AsyncIterable<Digest> {
     for await (const entry of this.deps.tags.entries()) yield entry.digest;
@@ -315,14 +345,25 @@ export class Retention {
    * Root by root into one DigestSet: content many images share is read once, and memory is 8 bytes a digest.
    * `onPresent` sees the record of each present digest reached, once.
    */
-  private async reach(roots: AsyncIterable<Digest> | Iterable<Digest>, onPresent?: (record: BlobRecord) => void): Promise<DigestSet> {
+  private async reach(roots: AsyncIterable<Digest> | Iterable<Digest>, onPresent?: (record: BlobRecord) => void, walks = 1): Promise<DigestSet> {
     const reached = new DigestSet();
+    const running = new Set<Promise<void>>();
+    let failure: { err: unknown } | undefined;
     for await (const root of roots) {
+      if (failure) break;
       if (reached.has(root)) continue;
-      const nodes = await this.walk([root], reached, onPresent);
-      // Missing content is not marked by the walk (only what it found present): it is reachable all the same.
-      for (const node of nodes) reached.add(node.digest);
+      const walking: Promise<void> = this.walk([root], reached, onPresent)
+        .then((nodes) => {
+          // Missing content is not marked by the walk (only what it found present): it is reachable all the same.
+          for (const node of nodes) reached.add(node.digest);
+        })
+        .catch((err: unknown) => void (failure ??= { err }))
+        .finally(() => running.delete(walking));
+      running.add(walking);
+      if (running.size >= walks) await Promise.race(running);
     }
+    await Promise.all(running);
+    if (failure) throw failure.err;
     return reached;
   }
 

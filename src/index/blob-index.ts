@@ -137,6 +137,30 @@ export class BlobIndex {
     });
   }
 
+  /**
+   * Removes many records in one batch with the totals (GC and eviction remove thousands: one write each was most
+   * of a pass). Returns the records that were there.
+   */
+  deleteMany(digests: readonly Digest[]): Promise<Array<[Digest, BlobRecord]>> {
+    return this.oneAtATime(async () => {
+      const found: Array<[Digest, BlobRecord]> = [];
+      for (const digest of new Set(digests)) {
+        const previous = this.hot.peek(digest) ?? (await this.db.get(digest));
+        this.hot.delete(digest);
+        this.accessed.delete(digest);
+        if (previous) found.push([digest, previous]);
+      }
+      if (found.length === 0) return found;
+      const usage = found.reduce((u, [, r]) => ({ bytes: u.bytes - r.size, count: u.count - 1 }), this.totals);
+      await this.root.batch([
+        ...found.map(([key]) => ({ type: 'del' as const, sublevel: this.db, key })),
+        { type: 'put', sublevel: this.meta, key: USAGE_KEY, value: usage },
+      ]);
+      this.totals = usage;
+      return found;
+    });
+  }
+
   /** Notes a client access in memory; `flush` writes them. No disk write per hit. */
   touch(digest: Digest, now: number): void {
     this.accessed.set(digest, now);

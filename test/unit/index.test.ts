@@ -153,6 +153,20 @@ describe('BlobIndex', () => {
     expect(await again.storedUsage()).toEqual(counted);
   });
 
+  it('removes many records in one batch with the totals, and reports only those that were there', async () => {
+    const blobs = new BlobIndex(db, 100);
+    await blobs.loadUsage();
+    await blobs.put(digest('a'), record(10));
+    await blobs.put(digest('b'), record(20));
+    await blobs.put(digest('c'), record(40));
+    const removed = await blobs.deleteMany([digest('a'), digest('c'), digest('c'), digest('d')]);
+    expect(removed.map(([d]) => d)).toEqual([digest('a'), digest('c')]);
+    expect(blobs.usage).toEqual({ bytes: 20, count: 1 });
+    const again = new BlobIndex(await reopen(), 100);
+    expect(await again.loadUsage()).toEqual({ bytes: 20, count: 1, recounted: false });
+    expect(await again.countUsage()).toEqual({ bytes: 20, count: 1 });
+  });
+
   it('does not bring back, on flush, a record deleted after its access was noted', async () => {
     const blobs = new BlobIndex(db, 100);
     await blobs.loadUsage();
