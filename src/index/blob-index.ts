@@ -10,6 +10,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Digest } from '../registry/reference.js';
 import { sublevel, type IndexDb } from './db.js';
+import { FLUSH_CHUNK, yieldToServing } from './tag-index.js';
 
 export interface BlobRecord {
   size: number;
@@ -177,15 +178,19 @@ export class BlobIndex {
     this.accessed.clear();
     if (pending.length === 0) return this.writes.then(() => undefined);
     return this.oneAtATime(async () => {
-      const writes: Array<{ type: 'put'; key: string; value: BlobRecord }> = [];
-      for (const [digest, at] of pending) {
-        const record = await this.get(digest);
-        if (!record || record.lastAccessAt >= at) continue;
-        const updated = { ...record, lastAccessAt: at };
-        this.hot.set(digest, updated);
-        writes.push({ type: 'put', key: digest, value: updated });
+      // In chunks with the event loop let go between them, as the tag index's flush (see there).
+      for (let from = 0; from < pending.length; from += FLUSH_CHUNK) {
+        if (from > 0) await yieldToServing();
+        const writes: Array<{ type: 'put'; key: string; value: BlobRecord }> = [];
+        for (const [digest, at] of pending.slice(from, from + FLUSH_CHUNK)) {
+          const record = await this.get(digest);
+          if (!record || record.lastAccessAt >= at) continue;
+          const updated = { ...record, lastAccessAt: at };
+          this.hot.set(digest, updated);
+          writes.push({ type: 'put', key: digest, value: updated });
+        }
+        if (writes.length > 0) await this.db.batch(writes);
       }
-      if (writes.length > 0) await this.db.batch(writes);
     });
   }
 
