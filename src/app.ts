@@ -113,7 +113,7 @@ async function openCache(config: Config, log: Logger, options: CacheOptions = {}
   if (undone > 0) log.warn({ removedFiles: undone }, 'undid an interrupted import');
   const usage = await index.loadUsage();
   metrics.setUsageSource(() => index.usage);
-  log.info({ storedBytes: usage.bytes, storedBlobs: usage.count }, 'index open');
+  log.info({ storedBytes: usage.bytes, storedBlobs: usage.count, recounted: usage.recounted }, 'index open');
   const inUse = new InUse();
   const retention = new Retention({ store, index, tags, pins, inUse, metrics, log: log.child({ module: 'retention' }), config: config.cache });
   const fills = new BlobFills({ store, index, metrics, log: log.child({ module: 'fill' }), retention, inUse });

@@ -61,8 +61,27 @@ export interface OpenBlob {
   close(): Promise<void>;
 }
 
-/** The whole of a small stored blob (a manifest) in memory. */
+/**
+ * The whole of a small stored blob (a manifest) in memory, then closed. Positional reads into a buffer of its size
+ * where the store has them: a read stream allocates a READ_CHUNK (256 KiB) buffer per read whatever the file's
+ * size, which for GC's and `ls`'s 100,000 manifest reads (issue 16) was 25 GB of allocation and 600 MB of RSS.
+ */
 export async function readWhole(blob: OpenBlob): Promise<Buffer> {
+  // An empty file is read as a stream: it still reads once, so a file that stats empty but fails (EIO) says so.
+  if (blob.readAt && blob.size > 0) {
+    try {
+      const buffer = Buffer.allocUnsafe(blob.size);
+      let filled = 0;
+      while (filled < blob.size) {
+        const n = await blob.readAt(buffer.subarray(filled), blob.size - filled, filled);
+        if (n === 0) break;
+        filled += n;
+      }
+      return buffer.subarray(0, filled);
+    } finally {
+      await blob.close();
+    }
+  }
   const chunks: Buffer[] = [];
   for await (const chunk of blob.read() as AsyncIterable<Buffer>) chunks.push(chunk);
   return Buffer.concat(chunks);

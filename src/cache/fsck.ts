@@ -22,7 +22,7 @@ export interface StoredFile {
 export interface FsckProblem {
   digest?: Digest;
   path?: string;
-  problem: 'missing file' | 'size mismatch' | 'digest mismatch' | 'unreadable' | 'stray file';
+  problem: 'missing file' | 'size mismatch' | 'digest mismatch' | 'unreadable' | 'stray file' | 'usage mismatch';
   detail: string;
 }
 
@@ -112,8 +112,11 @@ export async function checkStore(
   const broken = new Set<Digest>();
   /** Left alone: record and file stay until a read succeeds (fix the disk or permissions, run fsck again). */
   const unreadables = new Set<Digest>();
+  const counted = { bytes: 0, count: 0 };
   for await (const [digest, record] of index.entries()) {
     recorded.add(digest);
+    counted.bytes += record.size;
+    counted.count++;
     const file = byDigest.get(digest);
     if (!file) {
       problems.push({ digest, problem: 'missing file', detail: 'the index names it but it is not on disk' });
@@ -135,7 +138,15 @@ export async function checkStore(
     }
   }
   const unindexed = files.filter((f) => !recorded.has(f.digest) && !broken.has(f.digest) && !unreadables.has(f.digest));
+  // The stored totals (bytes, count: what the quota reads) must be the records' sum. None stored is no fault: an
+  // index from before they were kept; the next open of the cache, or --repair, writes them.
+  const stored = await index.storedUsage();
+  if (stored && (stored.bytes !== counted.bytes || stored.count !== counted.count)) {
+    problems.push({ problem: 'usage mismatch', detail: `index totals say ${stored.bytes} bytes in ${stored.count} records, the records sum to ${counted.bytes} bytes in ${counted.count}` });
+  }
   if (options.repair) {
+    // Repairs below adjust the totals from this count; an unchanged count is written again, harmlessly.
+    await index.setUsage(counted);
     for (const digest of broken) {
       await index.delete(digest);
       await store.delete(digest);

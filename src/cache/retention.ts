@@ -4,15 +4,21 @@
 //
 // A removal deletes the index record first, then the file: a crash in between leaves an unindexed file (which
 // the next download of that digest adopts, and `fsck` reports), never a record without its file.
+//
+// At scale (issue 16, point 4: a million blobs, a hundred thousand tags) nothing here holds the index in memory:
+// what is reachable is marked in a DigestSet (8 bytes a digest), tags stream from the index root by root, and
+// eviction keeps only the oldest records it needs (OldestFirst) instead of sorting them all.
 import type { Logger } from 'pino';
 import type { BlobIndex, BlobRecord } from '../index/blob-index.js';
 import type { PinIndex } from '../index/pin-index.js';
-import type { TagIndex } from '../index/tag-index.js';
+import { yieldToServing, type TagIndex } from '../index/tag-index.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { walkManifests } from '../registry/manifest-graph.js';
 import { parseImageReference, type Digest } from '../registry/reference.js';
 import { readStored, type BlobStore } from './blob-store.js';
+import { DigestSet } from './digest-set.js';
 import type { InUse } from './in-use.js';
+import { OldestFirst } from './oldest-first.js';
 
 export interface RetentionConfig {
   /** Quota for stored content in bytes; undefined: no quota. */
@@ -59,6 +65,18 @@ export interface RemovalReport {
 
 /** How deep manifests nest: an index names manifests, which name blobs. */
 const MAX_DEPTH = 3;
+
+/** Scans of the index one eviction makes at most: a later one looks past content that became busy meanwhile. */
+const EVICTION_SCANS = 3;
+/** Records removed in one index batch, and files unlinked at once, by GC and eviction. */
+const REMOVAL_BATCH = 256;
+/**
+ * Unlinks in flight at once: each holds one of libuv's 4 threads, which serving's file reads and LevelDB reads
+ * share; 16 at once queued a cold manifest read behind a wave of unlinks (eviction p99 4× idle, issue 16).
+ */
+const FILE_DELETES = 2;
+/** Images a GC walks at once (manifest reads overlap; the set they mark is one). */
+const WALKS = 8;
 
 /** The last collection that removed (not a dry run): what the status page shows. */
 export interface LastGc {
@@ -148,19 +166,32 @@ export class Retention {
     const excess = target ?? (low === undefined ? 0 : this.deps.index.usage.bytes + this.reserved - low);
     if (excess <= 0) return;
     const pinned = await this.reach(await this.pinRoots());
-    const candidates: Array<{ digest: Digest; size: number; at: number }> = [];
-    for await (const [digest, record] of this.deps.index.entries()) {
-      if (pinned.has(digest)) continue;
-      candidates.push({ digest, size: record.size, at: this.deps.index.lastAccess(digest, record) });
-    }
-    candidates.sort((a, b) => a.at - b.at);
     let freed = 0;
-    for (const candidate of candidates) {
-      if (freed >= excess) break;
-      if (!(await this.remove(candidate.digest))) continue;
-      freed += candidate.size;
-      this.deps.metrics.evictions.inc();
-      this.deps.metrics.evictedBytes.inc(candidate.size);
+    /** Chosen but busy (streamed, downloading): the next scan looks past them. */
+    const skipped = new Set<Digest>();
+    for (let scan = 0; scan < EVICTION_SCANS && freed < excess; scan++) {
+      const oldest = new OldestFirst(excess - freed);
+      for await (const [digest, record] of this.deps.index.entries()) {
+        if (pinned.has(digest) || skipped.has(digest)) continue;
+        oldest.offer({ digest, size: record.size, at: this.deps.index.lastAccess(digest, record) });
+      }
+      const candidates = oldest.take();
+      if (candidates.length === 0) break;
+      for (let i = 0; i < candidates.length && freed < excess; i += REMOVAL_BATCH) {
+        // Requests that arrived meanwhile are served before the next batch.
+        if (i > 0) await yieldToServing();
+        const chunk = candidates.slice(i, i + REMOVAL_BATCH);
+        const removed = await this.removeMany(chunk.map((c) => c.digest));
+        for (const candidate of chunk) {
+          if (!removed.has(candidate.digest)) {
+            skipped.add(candidate.digest);
+            continue;
+          }
+          freed += candidate.size;
+          this.deps.metrics.evictions.inc();
+          this.deps.metrics.evictedBytes.inc(candidate.size);
+        }
+      }
     }
     const level = freed < excess ? 'warn' : 'info';
     this.deps.log[level]({ freed, wanted: excess, stored: this.deps.index.usage.bytes }, freed < excess ? 'eviction could not free enough (pinned or in use)' : 'evicted least recently used content');
@@ -181,8 +212,8 @@ export class Retention {
    */
   removeUnreferenced(roots: readonly Digest[], options: { activeSince?: number | undefined } = {}): Promise<RemovalReport> {
     return this.oneAtATime(async () => {
-      const candidates = await this.reach(roots);
-      const reachable = await this.reach([...(await this.tagRoots()), ...(await this.pinRoots())]);
+      const candidates = await this.contentOf(roots);
+      const reachable = await this.reach(this.rootsOfTagsAndPins(), undefined, WALKS);
       const report: RemovalReport = { removed: [], bytes: 0, shared: 0, inUse: 0 };
       // A root read since `activeSince`: the image may be mid-pull, so all of it is in use.
       const { activeSince } = options;
@@ -216,7 +247,7 @@ export class Retention {
   }
 
   private async collect(options: { dryRun: boolean }): Promise<GcReport> {
-    const reachable = await this.reach([...(await this.tagRoots()), ...(await this.pinRoots())]);
+    const reachable = await this.reach(this.rootsOfTagsAndPins(), undefined, WALKS);
     const cutoff = this.now() - this.deps.config.gcGrace;
     const removable: GcReport['removed'] = [];
     for await (const [digest, record] of this.deps.index.entries()) {
@@ -224,7 +255,14 @@ export class Retention {
       removable.push({ digest, size: record.size, manifest: record.manifest });
     }
     const removed = options.dryRun ? removable : [];
-    if (!options.dryRun) for (const item of removable) if (await this.remove(item.digest)) removed.push(item);
+    if (!options.dryRun) {
+      for (let i = 0; i < removable.length; i += REMOVAL_BATCH) {
+        if (i > 0) await yieldToServing();
+        const chunk = removable.slice(i, i + REMOVAL_BATCH);
+        const done = await this.removeMany(chunk.map((item) => item.digest));
+        for (const item of chunk) if (done.has(item.digest)) removed.push(item);
+      }
+    }
     const bytes = removed.reduce((sum, r) => sum + r.size, 0);
     this.deps.metrics.gcRuns.inc({ mode: options.dryRun ? 'dry-run' : 'remove' });
     if (!options.dryRun) {
@@ -240,7 +278,7 @@ export class Retention {
    */
   async pinnedBytes(): Promise<number> {
     let bytes = 0;
-    for (const digest of await this.reach(await this.pinRoots())) bytes += (await this.deps.index.peek(digest))?.size ?? 0;
+    await this.reach(await this.pinRoots(), (record) => (bytes += record.size));
     return bytes;
   }
 
@@ -268,10 +306,26 @@ export class Retention {
     }
   }
 
-  private async tagRoots(): Promise<Digest[]> {
-    const roots: Digest[] = [];
-    for await (const entry of this.deps.tags.entries()) roots.push(entry.digest);
-    return roots;
+  /** `remove` for many: the records in one index batch, then the files a few at a time. The digests removed. */
+  private async removeMany(digests: readonly Digest[]): Promise<Set<Digest>> {
+    const chosen = [...new Set(digests)].filter((d) => !this.busy(d));
+    const removal = (async () => {
+      await this.deps.index.deleteMany(chosen);
+      for (let i = 0; i < chosen.length; i += FILE_DELETES) await Promise.all(chosen.slice(i, i + FILE_DELETES).map((d) => this.deps.store.delete(d)));
+    })();
+    for (const digest of chosen) this.removing.set(digest, removal);
+    try {
+      await removal;
+      return new Set(chosen);
+    } finally {
+      for (const digest of chosen) this.removing.delete(digest);
+    }
+  }
+
+  /** Every tag's digest as the index streams them, then the pins': never all tags in memory at once. */
+  private async *rootsOfTagsAndPins(): AsyncIterable<Digest> {
+    for await (const entry of this.deps.tags.entries()) yield entry.digest;
+    yield* await this.pinRoots();
   }
 
   /** Pinned digests, and the digests pinned tags point to (for any Accept they were pulled with). */
@@ -299,10 +353,41 @@ export class Retention {
     return roots;
   }
 
-  /** The roots and everything their stored manifests name, to MAX_DEPTH; missing content is reached all the same. */
-  private async reach(roots: readonly Digest[]): Promise<Set<Digest>> {
+  /**
+   * The roots and everything their stored manifests name, to MAX_DEPTH; missing content is reached all the same.
+   * Root by root into one DigestSet: content many images share is read once, and memory is 8 bytes a digest.
+   * `onPresent` sees the record of each present digest reached, once.
+   */
+  private async reach(roots: AsyncIterable<Digest> | Iterable<Digest>, onPresent?: (record: BlobRecord) => void, walks = 1): Promise<DigestSet> {
+    const reached = new DigestSet();
+    const running = new Set<Promise<void>>();
+    let failure: { err: unknown } | undefined;
+    for await (const root of roots) {
+      if (failure) break;
+      if (reached.has(root)) continue;
+      const walking: Promise<void> = this.walk([root], reached, onPresent)
+        .then((nodes) => {
+          // Missing content is not marked by the walk (only what it found present): it is reachable all the same.
+          for (const node of nodes) reached.add(node.digest);
+        })
+        .catch((err: unknown) => void (failure ??= { err }))
+        .finally(() => running.delete(walking));
+      running.add(walking);
+      if (running.size >= walks) await Promise.race(running);
+    }
+    await Promise.all(running);
+    if (failure) throw failure.err;
+    return reached;
+  }
+
+  /** What a few roots reach (one image's content), listed: for removing an image. */
+  private async contentOf(roots: readonly Digest[]): Promise<Set<Digest>> {
+    return new Set((await this.walk(roots, new Set<Digest>())).map((n) => n.digest));
+  }
+
+  private walk(roots: readonly Digest[], seen: { has(d: Digest): boolean; add(d: Digest): unknown }, onPresent?: (record: BlobRecord) => void) {
     const { index, store } = this.deps;
-    const nodes = await walkManifests(
+    return walkManifests(
       roots.map((digest) => ({ digest })),
       {
         maxDepth: MAX_DEPTH,
@@ -311,10 +396,14 @@ export class Retention {
         badManifest: 'skip',
         artifactBlobs: true,
         dedupe: true,
-        stat: (node) => index.peek(node.digest),
+        seen,
+        stat: async (node) => {
+          const record = await index.peek(node.digest);
+          if (record) onPresent?.(record);
+          return record;
+        },
         read: (node) => readStored(store, node.digest),
       },
     );
-    return new Set(nodes.map((n) => n.digest));
   }
 }

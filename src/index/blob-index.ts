@@ -1,9 +1,16 @@
 // Records of verified content files (blobs and manifests alike), with an in-memory LRU in front of LevelDB
 // so that a warm hit costs no disk read for metadata. Also keeps the store's totals (bytes, count) for the
 // quota, and last-access times for LRU eviction: a hit is noted in memory and written in batches.
+//
+// The totals are a record of their own (sublevel `meta`, key `usage`), written in the same LevelDB batch as
+// every record put or deleted, so that opening the index reads one record, not one per blob (issue 16: a
+// million blobs took seconds to sum), and a crash cannot leave them out of step. Writes that change a record
+// run one at a time: each reads the previous record and the totals, then writes both. An index from before
+// the totals were kept is summed once at open and the record written; `fsck` checks them against the records.
 import { LRUCache } from 'lru-cache';
 import type { Digest } from '../registry/reference.js';
 import { sublevel, type IndexDb } from './db.js';
+import { FLUSH_CHUNK, yieldToServing } from './tag-index.js';
 
 export interface BlobRecord {
   size: number;
@@ -21,29 +28,64 @@ export interface StoreUsage {
   count: number;
 }
 
+/** The key of the totals record in the `meta` sublevel. */
+export const USAGE_KEY = 'usage';
+
 export class BlobIndex {
+  private readonly root: IndexDb;
   private readonly db;
+  private readonly meta;
   private readonly hot: LRUCache<string, BlobRecord>;
   /** Accesses not yet written: digest → ms. */
   private readonly accessed = new Map<Digest, number>();
-  private readonly totals: StoreUsage = { bytes: 0, count: 0 };
+  private totals: StoreUsage = { bytes: 0, count: 0 };
+  /** The tail of the record writes, which run one at a time (see the header). */
+  private writes: Promise<unknown> = Promise.resolve();
 
   constructor(db: IndexDb, hotEntries: number) {
+    this.root = db;
     this.db = sublevel<BlobRecord>(db, 'blobs');
+    this.meta = sublevel<StoreUsage>(db, 'meta');
     this.hot = new LRUCache({ max: hotEntries });
   }
 
-  /** Sums every record once at start; put and delete keep the totals from then on. */
-  async loadUsage(): Promise<StoreUsage> {
+  /**
+   * The stored totals, read at open: one record. An index written before they were kept has none: the
+   * records are summed once (proportional to the cache, once in its life) and the totals written.
+   */
+  async loadUsage(): Promise<StoreUsage & { recounted: boolean }> {
+    const stored = await this.storedUsage();
+    if (stored) {
+      this.totals = stored;
+      return { ...this.usage, recounted: false };
+    }
+    await this.setUsage(await this.countUsage());
+    return { ...this.usage, recounted: true };
+  }
+
+  /** The totals as stored, without counting: undefined for an index from before they were kept. */
+  async storedUsage(): Promise<StoreUsage | undefined> {
+    const stored = await this.meta.get(USAGE_KEY);
+    return isUsage(stored) ? { bytes: stored.bytes, count: stored.count } : undefined;
+  }
+
+  /** Sums every record (fsck, and an index without totals): reads the whole index. */
+  async countUsage(): Promise<StoreUsage> {
     let bytes = 0;
     let count = 0;
     for await (const record of this.db.values()) {
       bytes += record.size;
       count++;
     }
-    this.totals.bytes = bytes;
-    this.totals.count = count;
-    return this.usage;
+    return { bytes, count };
+  }
+
+  /** Replaces the stored totals (after counting them: fsck --repair, or an index from before they were kept). */
+  setUsage(usage: StoreUsage): Promise<void> {
+    return this.oneAtATime(async () => {
+      await this.meta.put(USAGE_KEY, usage);
+      this.totals = { ...usage };
+    });
   }
 
   get usage(): StoreUsage {
@@ -66,23 +108,58 @@ export class BlobIndex {
     return this.hot.peek(digest) ?? (await this.db.get(digest));
   }
 
-  async put(digest: Digest, record: BlobRecord): Promise<void> {
-    const previous = await this.get(digest);
-    await this.db.put(digest, record);
-    this.hot.set(digest, record);
-    this.totals.bytes += record.size - (previous?.size ?? 0);
-    if (!previous) this.totals.count++;
+  /** Writes the record and the totals in one batch. */
+  put(digest: Digest, record: BlobRecord): Promise<void> {
+    return this.oneAtATime(async () => {
+      const previous = await this.get(digest);
+      const usage = { bytes: this.totals.bytes + record.size - (previous?.size ?? 0), count: this.totals.count + (previous ? 0 : 1) };
+      await this.root.batch([
+        { type: 'put', sublevel: this.db, key: digest, value: record },
+        { type: 'put', sublevel: this.meta, key: USAGE_KEY, value: usage },
+      ]);
+      this.hot.set(digest, record);
+      this.totals = usage;
+    });
   }
 
-  async delete(digest: Digest): Promise<void> {
-    const previous = await this.get(digest);
-    this.hot.delete(digest);
-    this.accessed.delete(digest);
-    await this.db.del(digest);
-    if (previous) {
-      this.totals.bytes -= previous.size;
-      this.totals.count--;
-    }
+  /** Removes the record and updates the totals in one batch; nothing to do for a digest without a record. */
+  delete(digest: Digest): Promise<void> {
+    return this.oneAtATime(async () => {
+      const previous = await this.get(digest);
+      this.hot.delete(digest);
+      this.accessed.delete(digest);
+      if (!previous) return;
+      const usage = { bytes: this.totals.bytes - previous.size, count: this.totals.count - 1 };
+      await this.root.batch([
+        { type: 'del', sublevel: this.db, key: digest },
+        { type: 'put', sublevel: this.meta, key: USAGE_KEY, value: usage },
+      ]);
+      this.totals = usage;
+    });
+  }
+
+  /**
+   * Removes many records in one batch with the totals (GC and eviction remove thousands: one write each was most
+   * of a pass). Returns the records that were there.
+   */
+  deleteMany(digests: readonly Digest[]): Promise<Array<[Digest, BlobRecord]>> {
+    return this.oneAtATime(async () => {
+      const found: Array<[Digest, BlobRecord]> = [];
+      for (const digest of new Set(digests)) {
+        const previous = this.hot.peek(digest) ?? (await this.db.get(digest));
+        this.hot.delete(digest);
+        this.accessed.delete(digest);
+        if (previous) found.push([digest, previous]);
+      }
+      if (found.length === 0) return found;
+      const usage = found.reduce((u, [, r]) => ({ bytes: u.bytes - r.size, count: u.count - 1 }), this.totals);
+      await this.root.batch([
+        ...found.map(([key]) => ({ type: 'del' as const, sublevel: this.db, key })),
+        { type: 'put', sublevel: this.meta, key: USAGE_KEY, value: usage },
+      ]);
+      this.totals = usage;
+      return found;
+    });
   }
 
   /** Notes a client access in memory; `flush` writes them. No disk write per hit. */
@@ -95,21 +172,40 @@ export class BlobIndex {
     return Math.max(record.lastAccessAt, this.accessed.get(digest) ?? 0);
   }
 
-  async flush(): Promise<void> {
+  /** Writes the noted accesses; in turn with put and delete, so that a record deleted meanwhile stays deleted. */
+  flush(): Promise<void> {
     const pending = [...this.accessed];
     this.accessed.clear();
-    const writes: Array<{ type: 'put'; key: string; value: BlobRecord }> = [];
-    for (const [digest, at] of pending) {
-      const record = await this.get(digest);
-      if (!record || record.lastAccessAt >= at) continue;
-      const updated = { ...record, lastAccessAt: at };
-      this.hot.set(digest, updated);
-      writes.push({ type: 'put', key: digest, value: updated });
-    }
-    if (writes.length > 0) await this.db.batch(writes);
+    if (pending.length === 0) return this.writes.then(() => undefined);
+    return this.oneAtATime(async () => {
+      // In chunks with the event loop let go between them, as the tag index's flush (see there).
+      for (let from = 0; from < pending.length; from += FLUSH_CHUNK) {
+        if (from > 0) await yieldToServing();
+        const writes: Array<{ type: 'put'; key: string; value: BlobRecord }> = [];
+        for (const [digest, at] of pending.slice(from, from + FLUSH_CHUNK)) {
+          const record = await this.get(digest);
+          if (!record || record.lastAccessAt >= at) continue;
+          const updated = { ...record, lastAccessAt: at };
+          this.hot.set(digest, updated);
+          writes.push({ type: 'put', key: digest, value: updated });
+        }
+        if (writes.length > 0) await this.db.batch(writes);
+      }
+    });
+  }
+
+  private oneAtATime<T>(write: () => Promise<T>): Promise<T> {
+    const result = this.writes.then(write, write);
+    this.writes = result.catch(() => undefined);
+    return result;
   }
 
   async *entries(): AsyncIterable<[Digest, BlobRecord]> {
     for await (const [digest, record] of this.db.iterator()) yield [digest as Digest, record];
   }
+}
+
+function isUsage(value: unknown): value is StoreUsage {
+  const u = value as Partial<StoreUsage> | undefined;
+  return Number.isSafeInteger(u?.bytes) && Number.isSafeInteger(u?.count) && (u?.bytes ?? -1) >= 0 && (u?.count ?? -1) >= 0;
 }

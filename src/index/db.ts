@@ -10,6 +10,6 @@ export async function openIndex(dataDir: string): Promise<IndexDb> {
   return db;
 }
 
-export function sublevel<V>(db: IndexDb, name: 'blobs' | 'tags' | 'pins' | 'repo-blobs') {
+export function sublevel<V>(db: IndexDb, name: 'blobs' | 'tags' | 'pins' | 'repo-blobs' | 'meta') {
   return db.sublevel<string, V>(name, { valueEncoding: 'json' });
 }

@@ -48,6 +48,14 @@ function tagPrefix(upstream: string, repo: string, tag?: string): string {
   return tag === undefined ? `${upstream}/${repo}:` : `${upstream}/${repo}:${tag}#`;
 }
 
+/** Records written per LevelDB batch by a flush; the event loop is let go between batches. */
+export const FLUSH_CHUNK = 256;
+
+/** One turn of the event loop (after I/O callbacks): requests waiting to be read get served first. */
+export function yieldToServing(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 export class LevelTagIndex implements TagIndex {
   private readonly db;
   private readonly hot: LRUCache<string, TagEntry>;
@@ -96,15 +104,21 @@ export class LevelTagIndex implements TagIndex {
     this.pending.clear();
     this.flushing = true;
     try {
-      const writes: Array<{ type: 'put'; key: string; value: TagEntry }> = [];
-      for (const pending of batch) {
-        const entry = await this.get(pending.key);
-        if (!entry) continue;
-        writes.push({ type: 'put', key: tagKeyString(entry), value: { ...entry, ...this.counted(entry, pending) } });
+      // In chunks, the event loop let go between them: at 2,000 pulls/s over 20,000 tags a flush rewrites ~8,000
+      // records, and one batch of them (JSON and LevelDB encoding on the main thread) stalled serving for tens
+      // of ms every 5 s: the p99 of manifest-by-tag at scale (issue 16, point 4).
+      for (let from = 0; from < batch.length; from += FLUSH_CHUNK) {
+        if (from > 0) await yieldToServing();
+        const writes: Array<{ type: 'put'; key: string; value: TagEntry }> = [];
+        for (const pending of batch.slice(from, from + FLUSH_CHUNK)) {
+          const entry = await this.get(pending.key);
+          if (!entry) continue;
+          writes.push({ type: 'put', key: tagKeyString(entry), value: { ...entry, ...this.counted(entry, pending) } });
+        }
+        const kept = writes.filter((w) => !this.deletedDuringFlush.has(w.key));
+        for (const w of kept) this.hot.set(w.key, w.value);
+        if (kept.length > 0) await this.db.batch(kept);
       }
-      const kept = writes.filter((w) => !this.deletedDuringFlush.has(w.key));
-      for (const w of kept) this.hot.set(w.key, w.value);
-      if (kept.length > 0) await this.db.batch(kept);
     } finally {
       this.flushing = false;
       this.deletedDuringFlush.clear();

@@ -38,6 +38,11 @@ export interface WalkOptions<T extends { manifest: boolean }> {
   artifactBlobs: boolean;
   /** Visit a digest found present once only (else once per path, as a size per image counts it). */
   dedupe: boolean;
+  /**
+   * With `dedupe`: where the present digests go, and what is skipped (default: a Set of this walk). GC walks root
+   * after root into one compact set (cache/digest-set.ts), so that content shared by many images is read once.
+   */
+  seen?: { has(digest: Digest): boolean; add(digest: Digest): unknown };
   /** Whether the node is here, and whether it is a manifest; its answer is handed back in VisitedNode.info. */
   stat(node: GraphNode): Promise<T | undefined>;
   /** A present manifest's bytes; undefined: not followed. */
@@ -83,7 +88,7 @@ export async function walkManifests<T extends { manifest: boolean }>(
   options: WalkOptions<T>,
 ): Promise<Array<VisitedNode<T>>> {
   const out: Array<VisitedNode<T>> = [];
-  const present = new Set<Digest>();
+  const present = options.seen ?? new Set<Digest>();
   // Without `dedupe` a manifest reached by many paths is visited once per path; it is still read and parsed
   // once (content is addressed by digest, so the bytes cannot differ). With `dedupe` the visit itself is skipped.
   const parsed = new Map<Digest, Promise<Manifest | undefined>>();

@@ -1,6 +1,8 @@
 // The status page (`/`, `/ui/*`) and its read-only JSON API (`/api/v1/status`, `/images`, `/history`): one
 // Handler that routes.ts calls for those paths. `/api/v1/admin/…` is not ours (the admin API is composed in
-// front of this handler): 404 here. The page updates by polling /api/v1/status: no connection state to bound.
+// front of this handler): 404 here. `/api/v1/images` is one page of the list: `?q=` filters, `?sort=` and
+// `?order=` order, `?limit=` cuts (default 200, at most 5,000), server side; `total` and `matched` count the rest. The page updates by polling /api/v1/status: no connection state to bound.
+import { IMAGE_SORT_KEYS, type ImageQuery, type ImageSortKey } from '../admin/images.js';
 import type { ClientAuth } from '../http/client-auth.js';
 import type { RequestContext } from '../http/context.js';
 import type { Handler } from '../http/server.js';
@@ -13,8 +15,11 @@ export interface StatusRouteDeps {
   assets: ReadonlyMap<string, Asset>;
   snapshot: Pick<StatusSnapshot, 'build'>;
   history: Pick<History, 'points' | 'intervalMs' | 'capacity'>;
-  /** The cached image list (see images.ts). */
-  images: () => Promise<{ generatedAt: number; images: Array<{ registry: string; repository: string }> }>;
+  /**
+   * One page of the cached image list (see images.ts): filtered, sorted and cut server side over the rows the
+   * caller may see (`visible`), sizes only for the rows returned.
+   */
+  images: (query: ImageQuery, visible: (row: { registry: string; repository: string }) => boolean) => Promise<unknown>;
   /** Client authentication: when set, the page and the API ask for a user of the htpasswd file. */
   auth?: Pick<ClientAuth, 'check' | 'allows'> | undefined;
 }
@@ -55,8 +60,7 @@ export function createStatusRoutes(deps: StatusRouteDeps): Handler {
       return sendJson(ctx, deps.auth ? { ...status, downloads: status.downloads.filter(visible) } : status);
     }
     if (path === '/api/v1/images') {
-      const list = await deps.images();
-      return sendJson(ctx, deps.auth ? { ...list, images: list.images.filter(visible) } : list);
+      return sendJson(ctx, await deps.images(imageQuery(ctx.query), visible));
     }
     if (path === '/api/v1/history') {
       const { intervalMs, capacity } = deps.history;
@@ -64,6 +68,29 @@ export function createStatusRoutes(deps: StatusRouteDeps): Handler {
     }
     throw notFound();
   };
+}
+
+/** Rows `/api/v1/images` returns unless asked (`?limit=`), and at most: a page, not the whole cache. */
+export const IMAGES_LIMIT = 200;
+export const IMAGES_LIMIT_MAX = 5_000;
+
+/** `?q=&sort=&order=&limit=`; unknown parameters are ignored, bad values are BAD_REQUEST. */
+export function imageQuery(search: string): ImageQuery {
+  const params = new URLSearchParams(search);
+  const sort = params.get('sort') ?? 'pulledAt';
+  if (!(IMAGE_SORT_KEYS as readonly string[]).includes(sort)) throw badRequest(`sort must be one of ${IMAGE_SORT_KEYS.join(', ')}`);
+  const order = params.get('order') ?? (sort === 'name' || sort === 'registry' ? 'asc' : 'desc');
+  if (order !== 'asc' && order !== 'desc') throw badRequest('order must be asc or desc');
+  const limitText = params.get('limit');
+  const limit = limitText === null ? IMAGES_LIMIT : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > IMAGES_LIMIT_MAX || (limitText !== null && !/^\d+$/.test(limitText))) {
+    throw badRequest(`limit must be a whole number from 1 to ${IMAGES_LIMIT_MAX}`);
+  }
+  return { q: params.get('q') ?? '', sort: sort as ImageSortKey, order, limit };
+}
+
+function badRequest(message: string): RegistryError {
+  return new RegistryError('BAD_REQUEST', message);
 }
 
 function notFound(): RegistryError {

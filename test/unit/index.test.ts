@@ -98,9 +98,9 @@ describe('LevelTagIndex', () => {
 describe('BlobIndex', () => {
   const record = (size: number, at = 1000): BlobRecord => ({ size, mediaType: 'application/octet-stream', manifest: false, createdAt: at, lastAccessAt: at });
 
-  it('keeps the totals of bytes and files through puts, replacements and deletes, and sums them again after a reopen', async () => {
+  it('keeps the totals of bytes and files through puts, replacements and deletes, and reads them back after a reopen', async () => {
     const blobs = new BlobIndex(db, 100);
-    expect(await blobs.loadUsage()).toEqual({ bytes: 0, count: 0 });
+    expect(await blobs.loadUsage()).toEqual({ bytes: 0, count: 0, recounted: true });
     await blobs.put(digest('a'), record(100));
     await blobs.put(digest('b'), record(50));
     await blobs.put(digest('a'), record(120)); // the same digest again: replaced, not counted twice
@@ -110,9 +110,73 @@ describe('BlobIndex', () => {
     expect(blobs.usage).toEqual({ bytes: 120, count: 1 });
     const again = new BlobIndex(await reopen(), 100);
     expect(again.usage).toEqual({ bytes: 0, count: 0 }); // until loaded
-    expect(await again.loadUsage()).toEqual({ bytes: 120, count: 1 });
+    expect(await again.loadUsage()).toEqual({ bytes: 120, count: 1, recounted: false });
     expect(await again.get(digest('a'))).toEqual(record(120));
     expect(await again.get(digest('b'))).toBeUndefined();
+  });
+
+  it('opens by reading the stored totals, not the records (issue 16: a million blobs were summed at every start)', async () => {
+    const blobs = new BlobIndex(db, 100);
+    await blobs.loadUsage();
+    await blobs.put(digest('a'), record(100));
+    // A record written behind the index's back (as an older regmirror would): the stored totals do not count it,
+    // which shows that opening read them instead of the records. fsck finds the difference (see fsck-usage).
+    await db.sublevel<string, BlobRecord>('blobs', { valueEncoding: 'json' }).put(digest('b'), record(7));
+    const again = new BlobIndex(await reopen(), 100);
+    expect(await again.loadUsage()).toEqual({ bytes: 100, count: 1, recounted: false });
+    expect(await again.countUsage()).toEqual({ bytes: 107, count: 2 });
+  });
+
+  it('sums the records once and stores the totals when opening an index from before they were kept', async () => {
+    const raw = db.sublevel<string, BlobRecord>('blobs', { valueEncoding: 'json' });
+    await raw.put(digest('a'), record(100));
+    await raw.put(digest('b'), record(20));
+    expect(await new BlobIndex(db, 100).loadUsage()).toEqual({ bytes: 120, count: 2, recounted: true });
+    const again = new BlobIndex(await reopen(), 100);
+    expect(await again.storedUsage()).toEqual({ bytes: 120, count: 2 });
+    expect(await again.loadUsage()).toEqual({ bytes: 120, count: 2, recounted: false });
+  });
+
+  it('keeps the stored totals equal to the records under concurrent puts, replacements and deletes', async () => {
+    const blobs = new BlobIndex(db, 4); // a small hot cache: previous records come from the database
+    await blobs.loadUsage();
+    const hex = (i: number) => digest((i % 16).toString(16)).slice(0, -2) + (i % 256).toString(16).padStart(2, '0');
+    const ops: Array<Promise<void>> = [];
+    for (let i = 0; i < 200; i++) {
+      const d = hex(i % 50) as Digest;
+      ops.push(i % 3 === 2 ? blobs.delete(d) : blobs.put(d, record(1 + (i % 7))));
+    }
+    await Promise.all(ops);
+    const counted = await blobs.countUsage();
+    expect(blobs.usage).toEqual(counted);
+    const again = new BlobIndex(await reopen(), 100);
+    expect(await again.storedUsage()).toEqual(counted);
+  });
+
+  it('removes many records in one batch with the totals, and reports only those that were there', async () => {
+    const blobs = new BlobIndex(db, 100);
+    await blobs.loadUsage();
+    await blobs.put(digest('a'), record(10));
+    await blobs.put(digest('b'), record(20));
+    await blobs.put(digest('c'), record(40));
+    const removed = await blobs.deleteMany([digest('a'), digest('c'), digest('c'), digest('d')]);
+    expect(removed.map(([d]) => d)).toEqual([digest('a'), digest('c')]);
+    expect(blobs.usage).toEqual({ bytes: 20, count: 1 });
+    const again = new BlobIndex(await reopen(), 100);
+    expect(await again.loadUsage()).toEqual({ bytes: 20, count: 1, recounted: false });
+    expect(await again.countUsage()).toEqual({ bytes: 20, count: 1 });
+  });
+
+  it('does not bring back, on flush, a record deleted after its access was noted', async () => {
+    const blobs = new BlobIndex(db, 100);
+    await blobs.loadUsage();
+    await blobs.put(digest('a'), record(10, 1000));
+    blobs.touch(digest('a'), 2000);
+    await Promise.all([blobs.flush(), blobs.delete(digest('a'))]);
+    await blobs.flush();
+    expect(await blobs.get(digest('a'))).toBeUndefined();
+    expect(await blobs.countUsage()).toEqual({ bytes: 0, count: 0 });
+    expect(blobs.usage).toEqual({ bytes: 0, count: 0 });
   });
 
   it('notes accesses in memory, counts them at once, and writes only newer ones on flush', async () => {

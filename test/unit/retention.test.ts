@@ -155,6 +155,33 @@ describe('Retention: garbage collection', () => {
   });
 });
 
+describe('Retention: many images sharing content', () => {
+  it('keeps everything 30 tags reach through shared layers, removes the one loose blob, and counts pinned bytes once', async () => {
+    const { retention, index, tags, clock, put, kept } = await setup({ pins: ['docker.io/library/app:0', 'docker.io/library/app:1'] });
+    const base = await put(content(100, 1).bytes, T0);
+    const loose = await put(content(100, 2).bytes, T0);
+    const layers: Digest[] = [];
+    for (let i = 0; i < 31; i++) layers.push(await put(content(50, 100 + i).bytes, T0));
+    const manifests: Digest[] = [];
+    for (let t = 0; t < 30; t++) {
+      // Each image: the base layer, its own layer and its neighbour's (so neighbouring tags share one).
+      const layerDescs = [base, layers[t] as Digest, layers[t + 1] as Digest].map((digest) => ({ mediaType: 'application/octet-stream', digest, size: digest === base ? 100 : 50 }));
+      const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: layerDescs[1], layers: layerDescs }));
+      const manifest = await put(bytes, T0, OCI_MANIFEST);
+      manifests.push(manifest);
+      await tags.put({ upstream: 'docker.io', repo: 'library/app', tag: String(t), acceptKey: '*', digest: manifest, mediaType: OCI_MANIFEST, size: bytes.length, checkedAt: T0 });
+    }
+    clock.now = T0 + 2 * HOUR;
+    const report = await retention.gc({ dryRun: false });
+    expect(report.removed).toEqual([{ digest: loose, size: 100, manifest: false }]);
+    expect(report.reachable).toBe(1 + 31 + 30);
+    expect(await kept([base, ...layers, ...manifests])).toHaveLength(62);
+    // Pins on tags 0 and 1: base once, layers 0–2 once, and the two manifests.
+    const pinnedManifests = (await Promise.all(manifests.slice(0, 2).map(async (m) => (await index.get(m))?.size ?? 0))).reduce((a, b) => a + b, 0);
+    expect(await retention.pinnedBytes()).toBe(100 + 3 * 50 + pinnedManifests);
+  });
+});
+
 describe('Retention: removing one image (admin delete)', () => {
   async function untaggedImage() {
     const s = await setup();

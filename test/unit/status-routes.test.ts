@@ -120,6 +120,40 @@ describe('status routes', () => {
     await rm(dataDir, { recursive: true, force: true });
   });
 
+  it('/api/v1/images is a page: ?limit= cuts, ?q= filters, ?sort= and ?order= order, server side, with total and matched', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'regmirror-status-data-'));
+    const db = await openIndex(dataDir);
+    const tags = new LevelTagIndex(db, 100);
+    const names = ['team/web', 'team/api', 'other/db', 'team/cli', 'other/queue'];
+    for (const [i, repo] of names.entries()) {
+      const digest = `sha256:${String(i).repeat(64)}` as Digest;
+      await tags.put({ upstream: 'docker.io', repo, tag: '1', acceptKey: 'any', digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10, checkedAt: 1, pulledAt: 1000 + i, hits: 10 - i });
+    }
+    await db.close();
+    mirror = await startMirror(NO_UPSTREAM, { dataDir });
+    type Page = { total: number; matched: number; limit: number; images: Array<{ name: string; size: number; pulls: number }> };
+    const page = async (query: string) => JSON.parse((await get(`/api/v1/images${query}`)).text) as Page;
+    // Default: most recently pulled first, every row (fewer than the default limit).
+    const all = await page('');
+    expect([all.total, all.matched, all.limit]).toEqual([5, 5, 200]);
+    expect(all.images.map((i) => i.name)).toEqual(['other/queue:1', 'team/cli:1', 'other/db:1', 'team/api:1', 'team/web:1']);
+    expect(all.images[0]?.size).toBe(0); // nothing of it cached: the size counts what is stored
+    const cut = await page('?limit=2&sort=name');
+    expect([cut.total, cut.matched, cut.images.map((i) => i.name)]).toEqual([5, 5, ['other/db:1', 'other/queue:1']]);
+    const filtered = await page('?q=TEAM&sort=pulls&order=asc&limit=2');
+    expect([filtered.total, filtered.matched, filtered.images.map((i) => i.pulls)]).toEqual([5, 3, [7, 9]]);
+    const bySize = await page('?sort=size&q=other');
+    expect(bySize.images.map((i) => i.name)).toEqual(['other/db:1', 'other/queue:1']); // equal sizes: by name
+    for (const bad of ['?limit=0', '?limit=5001', '?limit=2x', '?sort=nope', '?order=up']) {
+      const answer = await get(`/api/v1/images${bad}`);
+      expect([bad, answer.status]).toEqual([bad, 400]);
+      expect(JSON.parse(answer.text)).toMatchObject({ errors: [{ code: 'BAD_REQUEST' }] });
+    }
+    await mirror.close();
+    mirror = undefined;
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
   it('never shows credentials, the htpasswd file or admin.token in the JSON', async () => {
     mirror = await startMirror(NO_UPSTREAM, {
       config: { upstream: { url: NO_UPSTREAM, credentials: { username: 'hubuser', password: PASSWORD } }, admin: { token: TOKEN } },

@@ -9,7 +9,19 @@
   const SVG = 'http://www.w3.org/2000/svg';
 
   const $ = (id) => document.getElementById(id);
-  const state = { images: [], sort: { key: 'pulledAt', dir: -1 }, filter: '', lastOk: 0, status: undefined };
+  /** Rows asked of the server per poll: it filters, sorts and cuts; the page shows "N of M". */
+  const IMAGES_LIMIT = 500;
+  const FILTER_DELAY_MS = 300;
+  const state = {
+    images: [],
+    total: 0,
+    matched: 0,
+    note: '',
+    sort: { key: 'pulledAt', dir: -1 },
+    filter: '',
+    lastOk: 0,
+    status: undefined,
+  };
 
   // ---- formatting ----
   const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
@@ -237,7 +249,13 @@
       const y = b[key] ?? -Infinity;
       return (x < y ? -1 : x > y ? 1 : 0) * dir;
     });
-    setText('images-count', `(${rows.length === state.images.length ? rows.length : `${rows.length} of ${state.images.length}`})`);
+    // The server sent the first IMAGES_LIMIT of `matched` (filtered and sorted there); while a new filter is on its
+    // way, the rows already here are filtered as typed.
+    const complete = state.matched <= state.images.length;
+    let counted = rows.length === state.images.length ? `${rows.length}` : `${rows.length} of ${state.images.length}`;
+    if (!complete && rows.length === state.images.length) counted = `showing ${rows.length} of ${count(state.matched)}`;
+    if (state.total > state.matched && rows.length === state.images.length) counted += ` (${count(state.total)} in all)`;
+    setText('images-count', `(${counted}${state.note})`);
     for (const button of document.querySelectorAll('#images th button')) {
       if (button.dataset.sort === key) button.setAttribute('aria-sort', dir > 0 ? 'ascending' : 'descending');
       else button.removeAttribute('aria-sort');
@@ -256,6 +274,31 @@
     );
   }
 
+  async function fetchImages() {
+    const { key, dir } = state.sort;
+    const ask = (sortKey) =>
+      getJson(`/api/v1/images?q=${encodeURIComponent(state.filter.trim())}&sort=${sortKey}&order=${dir > 0 ? 'asc' : 'desc'}&limit=${IMAGES_LIMIT}`);
+    let list;
+    state.note = '';
+    try {
+      list = await ask(key);
+    } catch (err) {
+      // Sorting by size sizes every matching image: refused for too many; the rows shown are sorted here instead.
+      if (key !== 'size') throw err;
+      list = await ask('pulledAt');
+      state.note = ', size order among those shown';
+    }
+    state.images = list.images;
+    state.total = list.total;
+    state.matched = list.matched;
+    renderImages();
+  }
+  let filterTimer;
+  function refetchImages(delay) {
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(() => fetchImages().then(markOk, markError), delay);
+  }
+
   // ---- loops ----
   function every(ms, task) {
     const run = () => {
@@ -272,17 +315,16 @@
         const key = button.dataset.sort;
         state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : key === 'name' || key === 'registry' ? 1 : -1 };
         renderImages();
+        refetchImages(0);
       });
     }
     $('filter').addEventListener('input', (event) => {
       state.filter = event.target.value;
       renderImages();
+      refetchImages(FILTER_DELAY_MS);
     });
     every(STATUS_MS, async () => renderStatus(await getJson('/api/v1/status')));
     every(HISTORY_MS, async () => renderChart(await getJson('/api/v1/history')));
-    every(IMAGES_MS, async () => {
-      state.images = (await getJson('/api/v1/images')).images;
-      renderImages();
-    });
+    every(IMAGES_MS, fetchImages);
   });
 })();
