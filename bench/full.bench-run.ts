@@ -178,7 +178,7 @@ const ROWS: ReadonlyArray<Omit<Row, 'values'> & { key: string }> = [
 
 test('regmirror vs distribution vs nginx', async () => {
   const up = await startUpstream({ smoke: SMOKE, big: BIG, auth: AUTH });
-  const perRun: Record<TargetName, Figures[]> = { regmirror: [], distribution: [], nginx: [] };
+  const perRun: Record<TargetName, Figures[]> = { regmirror: [], distribution: [], nginx: [], 'nginx-auto': [] };
   const direct: number[] = [];
   try {
     for (let run = 0; run < RUNS; run += 1) {
