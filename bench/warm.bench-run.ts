@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
+import { Agent } from 'undici';
 import { expect, test } from 'vitest';
 import { pull } from '../test/fixtures/puller.js';
 import { REPO, TAG, startUpstream } from './lib/fixture.js';
@@ -23,6 +24,8 @@ const WORKERS = (process.env.BENCH_WARM_WORKERS ?? '1').split(',');
 const NGINX = process.env.BENCH_WARM_NGINX !== '0';
 /** BENCH_WARM_LOADS=manifest or blob: one load only, so a profile holds one kind of request. */
 const LOADS = new Set((process.env.BENCH_WARM_LOADS ?? 'manifest,blob').split(','));
+/** BENCH_WARM_PROTOTYPE=2: also the measurement-only cluster prototype with 2 processes (see its file). */
+const PROTOTYPE = Number(process.env.BENCH_WARM_PROTOTYPE ?? 0);
 /** BENCH_WARM_BASELINE=<dir>: also run that build's dist/ (e.g. a copy made before a change), in the same run. */
 const BASELINE = process.env.BENCH_WARM_BASELINE;
 const NONE: LoadResult = { reqPerSec: Number.NaN, total: 0, p99Ms: Number.NaN, bytes: 0, errors: 0 };
@@ -78,6 +81,9 @@ test('warm serving under wrk: regmirror vs nginx (1 worker, auto)', async () => 
     up.front.setFault(undefined);
     const starts: Array<[string, () => Promise<Target>]> = [
       ...WORKERS.map((w): [string, () => Promise<Target>] => [`regmirror workers=${w} log=${LOG_LEVEL}>${LOG_SINK}`, () => startRegmirror(up.front.url, { logLevel: LOG_LEVEL, workers: w, logSink: LOG_SINK })]),
+      ...(PROTOTYPE > 1
+        ? [[`regmirror prototype ${PROTOTYPE} processes log=${LOG_LEVEL}>${LOG_SINK}`, () => startRegmirror(up.front.url, { logLevel: LOG_LEVEL, logSink: LOG_SINK, prototypeProcesses: PROTOTYPE })] as [string, () => Promise<Target>]]
+        : []),
       ...(BASELINE === undefined
         ? []
         : [[`regmirror baseline log=${LOG_LEVEL}>${LOG_SINK}`, () => startRegmirror(up.front.url, { logLevel: LOG_LEVEL, logSink: LOG_SINK, dist: BASELINE })] as [string, () => Promise<Target>]]),
@@ -87,8 +93,11 @@ test('warm serving under wrk: regmirror vs nginx (1 worker, auto)', async () => 
     for (const [label, start] of NGINX ? starts : starts.filter(([l]) => l.startsWith('regmirror'))) {
       const target = await start();
       try {
-        await pull(target.url, REPO, TAG);
-        await streamOnce(`${target.url}${paths.blob}`, 30_000);
+        // New connections each time: the prototype's processes (round robin by connection) each warm their own copy.
+        for (let i = 0; i < (label.includes('prototype') ? 4 * PROTOTYPE : 1); i++) {
+          await pull(target.url, REPO, TAG, { dispatcher: new Agent() });
+          await streamOnce(`${target.url}${paths.blob}`, 30_000);
+        }
         const f = await measure(label, target, { manifest: `${target.url}${paths.manifest}`, blob: `${target.url}${paths.blob}` });
         results.push(f);
         console.log(JSON.stringify(f));
