@@ -109,7 +109,7 @@ export interface RegmirrorOptions {
   /** Config `http.workers` as REGMIRROR_HTTP_WORKERS; absent: the default. */
   workers?: string;
   /**
-   * > 1: the measurement-only cluster prototype (bench/lib/cluster-prototype.mjs), N whole mirrors on one port,
+   * > 1: the measurement-only cluster prototype (scripts/cluster-prototype.mjs), N whole mirrors on one port,
    * each warmed on its own; its pid is the primary, figures are summed over the process tree.
    */
   prototypeProcesses?: number;
@@ -126,7 +126,7 @@ export async function startRegmirror(upstream: string, o: RegmirrorOptions = {})
   const port = await freePort();
   // BENCH_PROF=1: a V8 CPU profile per regmirror process in bench/profiles/ (written when it exits on SIGTERM).
   const prof = process.env.BENCH_PROF === '1' ? ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'bench/profiles')] : [];
-  const cluster = (o.prototypeProcesses ?? 1) > 1 ? [join(ROOT, 'bench/lib/cluster-prototype.mjs'), String(o.prototypeProcesses)] : [];
+  const cluster = (o.prototypeProcesses ?? 1) > 1 ? [join(ROOT, 'scripts/cluster-prototype.mjs'), String(o.prototypeProcesses)] : [];
   const args = [...prof, ...cluster, join(o.dist ?? join(ROOT, 'dist'), 'src/main.js'), 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dir, '--upstream', upstream, '--log-level', o.logLevel ?? 'warn'];
   // The allocator settings the Dockerfile ships with (see there): regmirror as it is deployed.
   const env: NodeJS.ProcessEnv = { ...process.env, REGMIRROR_TAG_TTL: '1h', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_ARENA_MAX: '2' };

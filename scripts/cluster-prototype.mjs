@@ -7,6 +7,7 @@
 import cluster from 'node:cluster';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout } from 'node:timers';
 
 const [count, main, ...args] = process.argv.slice(2);
 const at = args.indexOf('--data-dir');
