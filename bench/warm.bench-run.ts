@@ -28,6 +28,9 @@ const LOADS = new Set((process.env.BENCH_WARM_LOADS ?? 'manifest,blob').split(',
 const PROTOTYPE = Number(process.env.BENCH_WARM_PROTOTYPE ?? 0);
 /** BENCH_WARM_BASELINE=<dir>: also run that build's dist/ (e.g. a copy made before a change), in the same run. */
 const BASELINE = process.env.BENCH_WARM_BASELINE;
+/** BENCH_WARM_BIG=1: only the memory goal: 32 clients download a 1 GiB blob at once; peak RSS (process tree). */
+const BIG = process.env.BENCH_WARM_BIG === '1';
+const BIG_CLIENTS = 32;
 const NONE: LoadResult = { reqPerSec: Number.NaN, total: 0, p99Ms: Number.NaN, bytes: 0, errors: 0 };
 
 interface Figures {
@@ -73,7 +76,36 @@ async function measure(label: string, target: Target, urls: { manifest: string; 
   };
 }
 
-test('warm serving under wrk: regmirror vs nginx (1 worker, auto)', async () => {
+test.runIf(BIG)('peak RSS serving 32 concurrent 1 GiB downloads: regmirror builds side by side', async () => {
+  const up = await startUpstream({ smoke: true, big: true, auth: false });
+  const big = up.bigBlob;
+  if (!big) throw new Error('no big blob');
+  const results: Array<{ target: string; peakRssMiB: number; MBps: number }> = [];
+  try {
+    up.front.setFault(undefined);
+    up.front.setBandwidth(undefined);
+    const builds: Array<[string, string | undefined]> = [['regmirror', undefined], ...(BASELINE === undefined ? [] : [['regmirror baseline', BASELINE] as [string, string]])];
+    for (const [label, dist] of builds) {
+      const target = await startRegmirror(up.front.url, { logLevel: LOG_LEVEL, ...(dist === undefined ? {} : { dist }) });
+      try {
+        const url = `${target.url}/v2/${REPO}/blobs/${big.digest}`;
+        await streamOnce(url, 120_000);
+        const many = await sampled(target.pid, () => Promise.all(Array.from({ length: BIG_CLIENTS }, () => streamOnce(url, 300_000))));
+        const bytes = many.value.reduce((sum, r) => sum + r.bytes, 0);
+        const ms = Math.max(...many.value.map((r) => r.ms));
+        results.push({ target: label, peakRssMiB: many.usage.peakRssBytes / 2 ** 20, MBps: bytes / 1e6 / (ms / 1000) });
+        console.log(JSON.stringify(results.at(-1)));
+      } finally {
+        await target.stop();
+      }
+    }
+  } finally {
+    await up.close();
+  }
+  expect(results.length).toBeGreaterThan(0);
+});
+
+test.skipIf(BIG)('warm serving under wrk: regmirror vs nginx (1 worker, auto)', async () => {
   const up = await startUpstream({ smoke: true, big: false, auth: false });
   const paths = { manifest: `/v2/${REPO}/manifests/${up.image.top.digest}`, blob: `/v2/${REPO}/blobs/${up.smallBlob.digest}` };
   const results: Figures[] = [];
