@@ -64,8 +64,8 @@ export class SendTimeoutError extends Error {
  */
 export async function sendFileRange(out: Response, readAt: ReadAt, start: number, end: number, timeoutMs: number): Promise<number> {
   // Why the send ends early, once known; and the rejection of the one wait in progress. Not a long-lived promise
-  // raced against each write: Promise.race leaves a reaction on it per call, kept until the response ends (8,192
-  // per 1 GiB download; 32 of them held ~40 MiB of heap: bench/PROFILE-warm.md).
+  // raced against each write: Promise.race leaves a reaction (and a promise) on it per call, kept until the
+  // response ends: 8,192 per 1 GiB download, about 2 MB of heap each (bench/PROFILE-warm.md).
   let failure: Error | undefined;
   let interrupt: ((err: Error) => void) | undefined;
   const fail = (err: Error): void => {
