@@ -28,6 +28,8 @@ const LOADS = new Set((process.env.BENCH_WARM_LOADS ?? 'manifest,blob').split(',
 const PROTOTYPE = Number(process.env.BENCH_WARM_PROTOTYPE ?? 0);
 /** BENCH_WARM_BASELINE=<dir>: also run that build's dist/ (e.g. a copy made before a change), in the same run. */
 const BASELINE = process.env.BENCH_WARM_BASELINE;
+/** BENCH_WARM_NODE_FLAGS="--flag …": node flags for regmirror (not the baseline), to compare a V8 setting. */
+const NODE_FLAGS = (process.env.BENCH_WARM_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 /** BENCH_WARM_BIG=1: only the memory goal: 32 clients download a 1 GiB blob at once; peak RSS (process tree). */
 const BIG = process.env.BENCH_WARM_BIG === '1';
 const BIG_CLIENTS = 32;
@@ -86,7 +88,7 @@ test.runIf(BIG)('peak RSS serving 32 concurrent 1 GiB downloads: regmirror build
     up.front.setBandwidth(undefined);
     const builds: Array<[string, string | undefined]> = [['regmirror', undefined], ...(BASELINE === undefined ? [] : [['regmirror baseline', BASELINE] as [string, string]])];
     for (const [label, dist] of builds) {
-      const target = await startRegmirror(up.front.url, { logLevel: LOG_LEVEL, ...(dist === undefined ? {} : { dist }) });
+      const target = await startRegmirror(up.front.url, { logLevel: LOG_LEVEL, ...(dist === undefined ? { nodeFlags: NODE_FLAGS } : { dist }) });
       try {
         const url = `${target.url}/v2/${REPO}/blobs/${big.digest}`;
         await streamOnce(url, 120_000);
@@ -112,7 +114,7 @@ test.skipIf(BIG)('warm serving under wrk: regmirror vs nginx (1 worker, auto)', 
   try {
     up.front.setFault(undefined);
     const starts: Array<[string, () => Promise<Target>]> = [
-      ...WORKERS.map((w): [string, () => Promise<Target>] => [`regmirror workers=${w} log=${LOG_LEVEL}>${LOG_SINK}`, () => startRegmirror(up.front.url, { logLevel: LOG_LEVEL, workers: w, logSink: LOG_SINK })]),
+      ...WORKERS.map((w): [string, () => Promise<Target>] => [`regmirror workers=${w} log=${LOG_LEVEL}>${LOG_SINK}${NODE_FLAGS.length ? ` ${NODE_FLAGS.join(' ')}` : ''}`, () => startRegmirror(up.front.url, { logLevel: LOG_LEVEL, workers: w, logSink: LOG_SINK, nodeFlags: NODE_FLAGS })]),
       ...(PROTOTYPE > 1
         ? [[`regmirror prototype ${PROTOTYPE} processes log=${LOG_LEVEL}>${LOG_SINK}`, () => startRegmirror(up.front.url, { logLevel: LOG_LEVEL, logSink: LOG_SINK, prototypeProcesses: PROTOTYPE })] as [string, () => Promise<Target>]]
         : []),

@@ -113,6 +113,8 @@ export interface RegmirrorOptions {
    * each warmed on its own; its pid is the primary, figures are summed over the process tree.
    */
   prototypeProcesses?: number;
+  /** Extra node flags (e.g. a V8 heap setting to compare). */
+  nodeFlags?: string[];
   /** Another build's dist/ to run instead (before/after comparisons in one run). */
   dist?: string;
   /** Where its stdout (the log) goes: /dev/null, or a pipe drained at 4 MB/s (see drainSlowly). */
@@ -127,7 +129,7 @@ export async function startRegmirror(upstream: string, o: RegmirrorOptions = {})
   // BENCH_PROF=1: a V8 CPU profile per regmirror process in bench/profiles/ (written when it exits on SIGTERM).
   const prof = process.env.BENCH_PROF === '1' ? ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'bench/profiles')] : [];
   const cluster = (o.prototypeProcesses ?? 1) > 1 ? [join(ROOT, 'scripts/cluster-prototype.mjs'), String(o.prototypeProcesses)] : [];
-  const args = [...prof, ...cluster, join(o.dist ?? join(ROOT, 'dist'), 'src/main.js'), 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dir, '--upstream', upstream, '--log-level', o.logLevel ?? 'warn'];
+  const args = [...prof, ...(o.nodeFlags ?? []), ...cluster, join(o.dist ?? join(ROOT, 'dist'), 'src/main.js'), 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dir, '--upstream', upstream, '--log-level', o.logLevel ?? 'warn'];
   // The allocator settings the Dockerfile ships with (see there): regmirror as it is deployed.
   const env: NodeJS.ProcessEnv = { ...process.env, REGMIRROR_TAG_TTL: '1h', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_ARENA_MAX: '2' };
   if (o.workers !== undefined) env.REGMIRROR_HTTP_WORKERS = o.workers;
