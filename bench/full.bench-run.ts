@@ -6,7 +6,7 @@ import { expect, test } from 'vitest';
 import { Agent } from 'undici';
 import { pull } from '../test/fixtures/puller.js';
 import { FRONT, REPO, TAG, WARMUP_REPO, startUpstream, type Upstream } from './lib/fixture.js';
-import { load, loadBodies, median, sampled, streamOnce, timed } from './lib/measure.js';
+import { load, loadBodies, median, sampled, streamOnce, timed, wrkLoad } from './lib/measure.js';
 import { buildReport, table, writeReport, type Row } from './lib/report.js';
 import { startDistributionProxy, startNginx, startRegmirror, type Target, type TargetName } from './lib/targets.js';
 
@@ -22,7 +22,9 @@ const BIG_TIMEOUT_MS = 120_000;
 const BIG_CLIENTS = 32;
 const BIG_MANY_TIMEOUT_MS = 300_000;
 const MANIFEST_ACCEPT = 'application/vnd.docker.distribution.manifest.v2+json';
-const TARGETS: readonly TargetName[] = ['regmirror', 'distribution', 'nginx'];
+const TARGETS: readonly TargetName[] = ['regmirror', 'distribution', 'nginx', 'nginx-auto'];
+/** Static file servers: no cold path, only the warm scenarios. */
+const STATIC = (name: TargetName): boolean => name === 'nginx' || name === 'nginx-auto';
 const MB = 1e6;
 const GB = 1e9;
 
@@ -57,7 +59,7 @@ function starter(name: TargetName, up: Upstream): () => Promise<Target> {
   if (name === 'regmirror') return warmProcess(() => startRegmirror(up.front.url));
   if (name === 'distribution') return warmProcess(() => startDistributionProxy(up.front.url));
   const extraBlobs = up.bigBlob ? [[up.bigBlob.digest, up.bigBlob.bytes] as const] : [];
-  return () => startNginx({ repo: REPO, tag: TAG, image: up.image, extraBlobs });
+  return () => startNginx({ repo: REPO, tag: TAG, image: up.image, extraBlobs }, name === 'nginx' ? 1 : 'auto');
 }
 
 /** Scenarios 1–2: each on a freshly started (empty) mirror. Leaves the last one running, filled, for 3–6. */
@@ -132,13 +134,23 @@ async function warmScenarios(target: Target, up: Upstream, f: Figures, run: numb
   const blobBytes = blobs.value.small.bytes + (blobs.value.big?.bytes ?? 0);
   f.blobPeakRssMiB = blobs.usage.peakRssBytes / 2 ** 20;
   f.blobCpuPerGB = blobs.usage.cpuSeconds / (blobBytes / GB);
+
+  // The same two loads from wrk (C): what a user measures from outside (issue 16, point 3).
+  const wrkDigest = await wrkLoad(`${target.url}/v2/${REPO}/manifests/${up.image.top.digest}`, { ...LOAD, headers: { accept: MANIFEST_ACCEPT } });
+  f.wrkManifestDigestRps = wrkDigest.reqPerSec;
+  f.wrkManifestDigestP99 = wrkDigest.p99Ms;
+  const wrkBlob = await wrkLoad(`${target.url}/v2/${REPO}/blobs/${up.smallBlob.digest}`, LOAD);
+  f.wrkBlobRps = wrkBlob.reqPerSec;
+  f.wrkBlobP99 = wrkBlob.p99Ms;
+  f.manifestErrors += wrkDigest.errors;
+  f.blobErrors += wrkBlob.errors;
 }
 
 async function runTarget(name: TargetName, up: Upstream, run: number): Promise<Figures> {
   const f: Figures = {};
   const start = starter(name, up);
   // nginx serves local files: it has no cold path, only the warm scenarios.
-  const target = name === 'nginx' ? await start() : await coldScenarios(start, up, f);
+  const target = STATIC(name) ? await start() : await coldScenarios(start, up, f);
   try {
     await warmUp(target, up);
     await warmScenarios(target, up, f, run);
@@ -164,6 +176,10 @@ const ROWS: ReadonlyArray<Omit<Row, 'values'> & { key: string }> = [
   { key: 'manifestFrontPer1k', metric: '4. front requests per 1000 manifest GETs', unit: 'count', better: 'lower', note: 'upstream round trips while the tag is fresh (TTL 1h for regmirror)' },
   { key: 'blobRps', metric: '5. warm 1 MiB blob GET', unit: 'req/s', better: 'higher', note: 'undici load loop (autocannon tops out near 70 MB/s)', goal: { of: 'rm/nginx', min: 0.7 } },
   { key: 'blobP99', metric: '5. warm 1 MiB blob GET p99', unit: 'ms', better: 'lower' },
+  { key: 'wrkManifestDigestRps', metric: '4. warm manifest by digest, wrk', unit: 'req/s', better: 'higher', note: 'wrk -t2 -c100 -d10s: the issue\'s tool', goal: { of: 'rm/nginx', min: 0.5 } },
+  { key: 'wrkManifestDigestP99', metric: '4. warm manifest by digest p99, wrk', unit: 'ms', better: 'lower', goal: { of: 'regmirror', max: 50 } },
+  { key: 'wrkBlobRps', metric: '5. warm 1 MiB blob GET, wrk', unit: 'req/s', better: 'higher', goal: { of: 'rm/nginx', min: 0.7 } },
+  { key: 'wrkBlobP99', metric: '5. warm 1 MiB blob GET p99, wrk', unit: 'ms', better: 'lower' },
   { key: 'bigMBps', metric: '5. 1 GiB blob, one stream', unit: 'MB/s', better: 'higher', goal: { of: 'rm/dist', min: 1 } },
   { key: 'big32MBps', metric: '6. 32 concurrent 1 GiB downloads, aggregate', unit: 'MB/s', better: 'higher' },
   { key: 'big32PeakRssMiB', metric: '6. peak RSS, 32 concurrent 1 GiB downloads', unit: 'MiB', better: 'lower', note: 'goal is 150 MB = 143 MiB', goal: { of: 'regmirror', max: 150e6 / 2 ** 20 } },
@@ -178,7 +194,7 @@ const ROWS: ReadonlyArray<Omit<Row, 'values'> & { key: string }> = [
 
 test('regmirror vs distribution vs nginx', async () => {
   const up = await startUpstream({ smoke: SMOKE, big: BIG, auth: AUTH });
-  const perRun: Record<TargetName, Figures[]> = { regmirror: [], distribution: [], nginx: [] };
+  const perRun: Record<TargetName, Figures[]> = { regmirror: [], distribution: [], nginx: [], 'nginx-auto': [] };
   const direct: number[] = [];
   try {
     for (let run = 0; run < RUNS; run += 1) {
@@ -210,9 +226,10 @@ test('regmirror vs distribution vs nginx', async () => {
     front: FRONT,
     frontBandwidthIs: 'per stream (each response throttled on its own)',
     load: LOAD,
-    loadTools: { manifest: 'autocannon', blob: 'undici loop (bench/lib/measure.ts loadBodies)' },
+    loadTools: { manifest: 'autocannon', blob: 'undici loop (bench/lib/measure.ts loadBodies)', wrkRows: 'wrk -t2 (bench/lib/measure.ts wrkLoad)' },
     directPullMsMedian: median(direct),
     nginx: 'one process (master_process off), sendfile; no cold path, so cold rows are empty',
+    nginxAuto: 'worker_processes auto (a master and one worker per core); RSS and CPU summed over its processes',
   });
   console.log(`\n${table(report)}\n`);
   // Smoke runs (CI) write beside the committed results, never over them.
@@ -223,7 +240,7 @@ test('regmirror vs distribution vs nginx', async () => {
   const needsBig = (key: string): boolean => key.startsWith('big');
   const coldOnly = (key: string): boolean => key.startsWith('cold');
   for (const name of TARGETS) {
-    const expected = ROWS.map((r) => r.key).filter((k) => (BIG || !needsBig(k)) && (name !== 'nginx' || !coldOnly(k)));
+    const expected = ROWS.map((r) => r.key).filter((k) => (BIG || !needsBig(k)) && (!STATIC(name) || !coldOnly(k)));
     const missing = expected.filter((k) => perRun[name].some((f, run) => !Number.isFinite(f[k]) && !(k.startsWith('big32') && run > 0)));
     expect(missing, `${name}: scenarios without a figure`).toEqual([]);
     expect(perRun[name].map((f) => (f.manifestErrors ?? 0) + (f.blobErrors ?? 0)), `${name}: failed requests`).toEqual(perRun[name].map(() => 0));

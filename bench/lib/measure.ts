@@ -1,6 +1,8 @@
 // Owns: how one figure is taken — process sampling from /proc (peak VmRSS, utime+stime), medians, the
 // autocannon wrapper, and a single-stream GET timed end to end.
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import autocannon from 'autocannon';
 import { Agent, request } from 'undici';
 
@@ -20,25 +22,46 @@ async function rssBytes(pid: number): Promise<number> {
   return kb === undefined ? 0 : Number(kb) * 1024;
 }
 
+/** The process and its descendants (nginx's workers, regmirror's HTTP workers): what the target costs in all. */
+async function tree(pid: number): Promise<number[]> {
+  const children = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
+  const ids = children.split(' ').filter(Boolean).map(Number);
+  return [pid, ...(await Promise.all(ids.map(tree))).flat()];
+}
+
+async function treeCpuSeconds(pid: number): Promise<number> {
+  const pids = await tree(pid);
+  return (await Promise.all(pids.map((p) => cpuSeconds(p).catch(() => 0)))).reduce((a, b) => a + b, 0);
+}
+
+async function treeRssBytes(pid: number): Promise<number> {
+  const pids = await tree(pid);
+  return (await Promise.all(pids.map(rssBytes))).reduce((a, b) => a + b, 0);
+}
+
 export interface ProcUsage {
   peakRssBytes: number;
   cpuSeconds: number;
 }
 
-/** Samples VmRSS every 100 ms while `work` runs; CPU is the utime+stime difference across it. */
+/**
+ * Samples VmRSS every 100 ms while `work` runs; CPU is the utime+stime difference across it. Both are summed over
+ * the process and its descendants (one process for every single-process target; children that exit during the
+ * work are not counted).
+ */
 export async function sampled<T>(pid: number, work: () => Promise<T>): Promise<{ value: T; usage: ProcUsage }> {
-  const cpuBefore = await cpuSeconds(pid);
-  let peak = await rssBytes(pid);
+  const cpuBefore = await treeCpuSeconds(pid);
+  let peak = await treeRssBytes(pid);
   let running = true;
   const sampler = (async () => {
     while (running) {
-      peak = Math.max(peak, await rssBytes(pid));
+      peak = Math.max(peak, await treeRssBytes(pid));
       await new Promise((resolve) => setTimeout(resolve, SAMPLE_MS));
     }
   })();
   try {
     const value = await work();
-    return { value, usage: { peakRssBytes: Math.max(peak, await rssBytes(pid)), cpuSeconds: (await cpuSeconds(pid)) - cpuBefore } };
+    return { value, usage: { peakRssBytes: Math.max(peak, await treeRssBytes(pid)), cpuSeconds: (await treeCpuSeconds(pid)) - cpuBefore } };
   } finally {
     running = false;
     await sampler;
@@ -121,4 +144,37 @@ export async function streamOnce(url: string, timeoutMs: number): Promise<{ byte
   } finally {
     await agent.close();
   }
+}
+
+const WRK = '/usr/bin/wrk';
+
+/** "1.23ms", "850.00us", "1.02s" → ms. */
+function wrkMs(text: string | undefined): number {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(text ?? '');
+  if (!m) return Number.NaN;
+  const scale = { us: 1e-3, ms: 1, s: 1e3, m: 6e4 }[m[2] as 'us' | 'ms' | 's' | 'm'];
+  return Number(m[1]) * scale;
+}
+
+/**
+ * The same load from wrk (C, epoll, two threads): what a user measures from outside. autocannon is a Node
+ * process parsing every response in JS on the same two cores, so it caps the rate it can observe; wrk needs
+ * a fraction of that CPU and reads bodies without parsing them. Latency p99 is wrk's own (--latency).
+ */
+export async function wrkLoad(url: string, o: { connections: number; durationSec: number; threads?: number; headers?: Record<string, string> }): Promise<LoadResult> {
+  const headerArgs = Object.entries(o.headers ?? {}).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
+  const args = ['-t', String(o.threads ?? 2), '-c', String(o.connections), '-d', `${o.durationSec}s`, '--latency', '--timeout', '10s', ...headerArgs, url];
+  const { stdout } = await promisify(execFile)(WRK, args, { timeout: (o.durationSec + 30) * 1000 });
+  const total = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? Number.NaN);
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
+  const errors = (socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0) + Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0);
+  const bytesText = /requests in [\d.]+\w+, ([\d.]+)(B|KB|MB|GB) read/.exec(stdout);
+  const bytes = bytesText ? Number(bytesText[1]) * { B: 1, KB: 2 ** 10, MB: 2 ** 20, GB: 2 ** 30 }[bytesText[2] as 'B'] : Number.NaN;
+  return {
+    reqPerSec: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? Number.NaN),
+    total,
+    p99Ms: wrkMs(/^\s+99%\s+(\S+)/m.exec(stdout)?.[1]),
+    bytes,
+    errors,
+  };
 }

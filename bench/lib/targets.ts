@@ -9,12 +9,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../../test/fixtures/registry.js';
 import type { BuiltImage } from '../../test/fixtures/images.js';
 
-export type TargetName = 'regmirror' | 'distribution' | 'nginx';
+export type TargetName = 'regmirror' | 'distribution' | 'nginx' | 'nginx-auto';
 
 export interface Target {
   name: TargetName;
   url: string;
-  /** The one process serving requests (nginx runs with master_process off, so one process as well). */
+  /**
+   * The process whose RSS and CPU are sampled: the one serving requests (nginx with one worker runs with
+   * master_process off, so one process as well); for nginx-auto and regmirror with workers, the primary only.
+   */
   pid: number;
   stop(): Promise<void>;
 }
@@ -43,12 +46,28 @@ async function waitExit(child: ChildProcess, exited: Promise<void>, ms: number):
   }
 }
 
-async function launch(name: TargetName, command: string, args: string[], env: NodeJS.ProcessEnv, port: number, dir: string): Promise<Target> {
-  const child = spawn(command, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+/** Bytes per second a `slow-pipe` log reader takes: a log shipper (docker, journald) that is not infinitely fast. */
+const SLOW_PIPE_BYTES_PER_SEC = 4e6;
+
+/** Drains `stdout` at SLOW_PIPE_BYTES_PER_SEC, every 10 ms: the writer meets a full pipe whenever it logs faster. */
+function drainSlowly(stdout: NodeJS.ReadableStream & { read(size?: number): unknown }, exited: Promise<void>): void {
+  const timer = setInterval(() => {
+    for (let budget = SLOW_PIPE_BYTES_PER_SEC / 100; budget > 0; ) {
+      const chunk = stdout.read() as Buffer | null;
+      if (chunk === null) break;
+      budget -= chunk.length;
+    }
+  }, 10);
+  void exited.then(() => clearInterval(timer));
+}
+
+async function launch(name: TargetName, command: string, args: string[], env: NodeJS.ProcessEnv, port: number, dir: string, logSink: LogSink = 'null'): Promise<Target> {
+  const child = spawn(command, args, { env, stdio: ['ignore', logSink === 'null' ? 'ignore' : 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (s: string) => (stderr = (stderr + s).slice(-STDERR_CAP)));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  if (child.stdout) drainSlowly(child.stdout, exited);
   child.once('error', (err) => (stderr += `\nspawn error: ${err.message}`));
   const killOnExit = (): void => void child.kill('SIGKILL');
   process.once('exit', killOnExit);
@@ -85,11 +104,31 @@ async function launch(name: TargetName, command: string, args: string[], env: No
   return { name, url, pid: child.pid, stop };
 }
 
-/**
- * `config`: a config file's text (YAML), for a variant of the defaults (bench:trace turns prefetch on); `main`:
- * another build's dist/src/main.js (bench:trace compares with an older commit's build in the same run).
- */
-export async function startRegmirror(upstream: string, o: { config?: string; main?: string } = {}): Promise<Target> {
+export interface RegmirrorOptions {
+  /** Config `log.level`; the bench runs at warn unless a scenario asks for the default (info: one line per request). */
+  logLevel?: string;
+  /** Config `http.workers` as REGMIRROR_HTTP_WORKERS; absent: the default. */
+  workers?: string;
+  /**
+   * > 1: the measurement-only cluster prototype (scripts/cluster-prototype.mjs), N whole mirrors on one port,
+   * each warmed on its own; its pid is the primary, figures are summed over the process tree.
+   */
+  prototypeProcesses?: number;
+  /** Extra node flags (e.g. a V8 heap setting to compare). */
+  nodeFlags?: string[];
+  /** Another build's dist/ to run instead (before/after comparisons in one run). */
+  dist?: string;
+  /** Where its stdout (the log) goes: /dev/null, or a pipe drained at 4 MB/s (see drainSlowly). */
+  logSink?: LogSink;
+  /** A config file's text (YAML), for a variant of the defaults (bench:trace turns prefetch on). */
+  config?: string;
+  /** Another build's dist/src/main.js (bench:trace compares with an older commit's build in the same run). */
+  main?: string;
+}
+
+export type LogSink = 'null' | 'slow-pipe';
+
+export async function startRegmirror(upstream: string, o: RegmirrorOptions = {}): Promise<Target> {
   const dir = await mkdtemp(join(tmpdir(), 'bench-regmirror-'));
   const port = await freePort();
   // BENCH_PROF=1: a V8 CPU profile per regmirror process in bench/profiles/ (written when it exits on SIGTERM).
@@ -101,10 +140,13 @@ export async function startRegmirror(upstream: string, o: { config?: string; mai
     await writeFile(file, o.config);
     config.push('--config', file);
   }
-  const args = [...prof, o.main ?? join(ROOT, 'dist/src/main.js'), 'serve', ...config, '--listen', `127.0.0.1:${port}`, '--data-dir', dir, '--upstream', upstream, '--log-level', 'warn'];
+  const cluster = (o.prototypeProcesses ?? 1) > 1 ? [join(ROOT, 'scripts/cluster-prototype.mjs'), String(o.prototypeProcesses)] : [];
+  const main = o.main ?? join(o.dist ?? join(ROOT, 'dist'), 'src/main.js');
+  const args = [...prof, ...(o.nodeFlags ?? []), ...cluster, main, 'serve', ...config, '--listen', `127.0.0.1:${port}`, '--data-dir', dir, '--upstream', upstream, '--log-level', o.logLevel ?? 'warn'];
   // The allocator settings the Dockerfile ships with (see there): regmirror as it is deployed.
-  const env = { ...process.env, REGMIRROR_TAG_TTL: '1h', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_ARENA_MAX: '2' };
-  return launch('regmirror', process.execPath, args, env, port, dir);
+  const env: NodeJS.ProcessEnv = { ...process.env, REGMIRROR_TAG_TTL: '1h', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_ARENA_MAX: '2' };
+  if (o.workers !== undefined) env.REGMIRROR_HTTP_WORKERS = o.workers;
+  return launch('regmirror', process.execPath, args, env, port, dir, o.logSink);
 }
 
 export async function startDistributionProxy(upstream: string): Promise<Target> {
@@ -125,8 +167,11 @@ export async function startDistributionProxy(upstream: string): Promise<Target> 
   return launch('distribution', '/usr/bin/docker-registry', ['serve', configPath], env, port, dir);
 }
 
-/** Writes ROOT/v2/<repo>/{manifests,blobs}/… and an nginx.conf that serves them; one process (master_process off). */
-export async function startNginx(content: StaticImage): Promise<Target> {
+/**
+ * Writes ROOT/v2/<repo>/{manifests,blobs}/… and an nginx.conf that serves them. `workers` 1: one process
+ * (master_process off); 'auto': a master and one worker per core (as nginx ships), target `nginx-auto`.
+ */
+export async function startNginx(content: StaticImage, workers: 1 | 'auto' = 1): Promise<Target> {
   const dir = await mkdtemp(join(tmpdir(), 'bench-nginx-'));
   const port = await freePort();
   const base = join(dir, 'root/v2', content.repo);
@@ -149,9 +194,10 @@ export async function startNginx(content: StaticImage): Promise<Target> {
   for (const [digest, bytes] of content.extraBlobs) await writeFile(join(base, 'blobs', digest), bytes);
   for (const d of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) await mkdir(join(dir, 'tmp', d), { recursive: true });
   const conf = `
-master_process off;
+master_process ${workers === 1 ? 'off' : 'on'};
+${workers !== 1 && process.getuid?.() === 0 ? 'user root;  # else workers run as nobody and cannot read the mkdtemp (0700) root' : ''}
 daemon off;
-worker_processes 1;
+worker_processes ${workers};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events { worker_connections 4096; }
@@ -176,5 +222,5 @@ ${exact.join('\n')}
 `;
   const confPath = join(dir, 'nginx.conf');
   await writeFile(confPath, conf);
-  return launch('nginx', '/usr/sbin/nginx', ['-e', join(dir, 'error.log'), '-p', dir, '-c', confPath], process.env, port, dir);
+  return launch(workers === 1 ? 'nginx' : 'nginx-auto', '/usr/sbin/nginx', ['-e', join(dir, 'error.log'), '-p', dir, '-c', confPath], process.env, port, dir);
 }

@@ -5,6 +5,7 @@ import { createMirror } from '../app.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { parseFlags } from './args.js';
+import { stdoutDestination } from './log-destination.js';
 import type { CommandContext } from './command.js';
 
 export const SERVE_HELP = `usage: regmirror serve [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--upstream URL]
@@ -44,7 +45,10 @@ export async function serveConfig(ctx: CommandContext, command: string, help: st
 
 export async function serve(ctx: CommandContext): Promise<void> {
   const config = await serveConfig(ctx, 'serve', SERVE_HELP);
-  const log = pino({ level: config.log.level, base: { service: 'regmirror' } });
+  const destination = stdoutDestination();
+  process.once('exit', () => destination.flushSync());
+  const log = pino({ level: config.log.level, base: { service: 'regmirror' } }, destination.stream);
+  destination.reportDrops(log);
   const mirror = await createMirror(config, log);
   const address = await mirror.listen();
   const scheme = config.tls ? 'https' : 'http';

@@ -4,18 +4,45 @@
 // and one chunk is read while the previous one is written.
 import { ClientGoneError, responseClosed, type Response } from './context.js';
 
-/** 512 KiB: a 1 MiB blob goes in two writes; 32 clients hold at most 32 MiB between them. */
-export const CHUNK_BYTES = 512 * 1024;
-/** Idle buffers kept for the next response; more than this are left to the garbage collector. */
-const POOL_LIMIT = 64;
+/** 256 KiB: a 1 MiB blob goes in four writes; a response holds two (one read while the other is written). */
+export const CHUNK_BYTES = 256 * 1024;
+/**
+ * Idle buffers kept for the next responses: 256 × 256 KiB = 64 MiB at most, and only while they are used. With 64
+ * of 512 KiB, 100 connections needed 200 buffers in flight: the rest were allocated per response (each a fresh
+ * mmap above glibc's 128 KiB threshold, page faults on first touch, munmap on collection) and their external
+ * memory drove V8's major collections: 17 % of the CPU serving 1 MiB blobs (bench/PROFILE-warm.md).
+ */
+const POOL_LIMIT = 256;
+/** Every TRIM_MS, idle buffers the pool never dipped into since the last trim are freed (a low-water mark). */
+const TRIM_MS = 10_000;
 const pool: Buffer[] = [];
+/** The fewest idle buffers since the last trim: that many sat unused all along. */
+let lowWater = 0;
+let trimmer: NodeJS.Timeout | undefined;
+
+function trim(): void {
+  pool.length -= Math.min(lowWater, pool.length);
+  lowWater = pool.length;
+  if (pool.length === 0) {
+    clearInterval(trimmer);
+    trimmer = undefined;
+  }
+}
 
 function take(): Buffer {
-  return pool.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES);
+  const buffer = pool.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES);
+  lowWater = Math.min(lowWater, pool.length);
+  return buffer;
 }
 
 function give(buffer: Buffer): void {
-  if (pool.length < POOL_LIMIT) pool.push(buffer);
+  if (pool.length >= POOL_LIMIT) return;
+  pool.push(buffer);
+  if (!trimmer) {
+    lowWater = pool.length;
+    trimmer = setInterval(trim, TRIM_MS);
+    trimmer.unref();
+  }
 }
 
 export type ReadAt = (buffer: Buffer, length: number, position: number) => Promise<number>;
@@ -36,17 +63,28 @@ export class SendTimeoutError extends Error {
  * ending it is left to the caller.
  */
 export async function sendFileRange(out: Response, readAt: ReadAt, start: number, end: number, timeoutMs: number): Promise<number> {
-  let onClose = (): void => undefined;
-  let onStall = (): void => undefined;
-  const gone = new Promise<never>((_, reject) => {
-    onClose = () => reject(new ClientGoneError());
-    onStall = () => reject(new SendTimeoutError(timeoutMs));
-    if (responseClosed(out)) onClose();
-    else out.once('close', onClose);
-  });
-  gone.catch(() => undefined);
+  // Why the send ends early, once known; and the rejection of the one wait in progress. Not a long-lived promise
+  // raced against each write: Promise.race leaves a reaction (and a promise) on it per call, kept until the
+  // response ends: 8,192 per 1 GiB download, about 2 MB of heap each (bench/PROFILE-warm.md).
+  let failure: Error | undefined;
+  let interrupt: ((err: Error) => void) | undefined;
+  const fail = (err: Error): void => {
+    failure ??= err;
+    interrupt?.(failure);
+  };
+  const onClose = (): void => fail(new ClientGoneError());
+  /** Resolves when `write` has completed; rejects at once if the client goes away or stalls meanwhile. */
+  const settled = (write: Promise<void>): Promise<void> => {
+    if (failure) return Promise.reject(failure);
+    return new Promise<void>((resolve, reject) => {
+      interrupt = reject;
+      write.then(resolve, reject);
+    }).finally(() => (interrupt = undefined));
+  };
+  if (responseClosed(out)) onClose();
+  else out.once('close', onClose);
   // Restarted after every completed write: it measures the client's silence, not the whole transfer.
-  const stall = setTimeout(() => onStall(), timeoutMs);
+  const stall = setTimeout(() => fail(new SendTimeoutError(timeoutMs)), timeoutMs);
   const buffers = [take(), take()] as const;
   let writing: Promise<void> = Promise.resolve();
   let position = start;
@@ -58,7 +96,7 @@ export async function sendFileRange(out: Response, readAt: ReadAt, start: number
       const buffer = buffers[turn] as Buffer;
       const length = await readAt(buffer, Math.min(CHUNK_BYTES, end - position + 1), position);
       if (length === 0) throw new Error(`blob file ended at byte ${position}, before ${end + 1}`);
-      await Promise.race([writing, gone]);
+      await settled(writing);
       stall.refresh();
       writing = write(out, buffer.subarray(0, length));
       // Awaited on the next turn; until then a failed write must not count as an unhandled rejection.
@@ -66,7 +104,7 @@ export async function sendFileRange(out: Response, readAt: ReadAt, start: number
       position += length;
       turn ^= 1;
     }
-    await Promise.race([writing, gone]);
+    await settled(writing);
     return position - start;
   } catch (err) {
     broken = true;
@@ -83,7 +121,12 @@ export async function sendFileRange(out: Response, readAt: ReadAt, start: number
 
 function write(out: Response, chunk: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
-    const done = (err?: Error | null): void => (err ? reject(err) : resolve());
+    // A write issued after the client's reset but before the response's 'close' fails this way: the client is gone,
+    // which is not a failure of ours to log (smaller chunks made this race common enough to see in tests).
+    const done = (err?: Error | null): void => {
+      if (!err) resolve();
+      else reject((err as NodeJS.ErrnoException).code === 'ERR_STREAM_DESTROYED' ? new ClientGoneError() : err);
+    };
     // Both response kinds take (chunk, callback); their overloads just don't unify in TypeScript.
     (out as { write(chunk: Buffer, callback: typeof done): boolean }).write(chunk, done);
   });

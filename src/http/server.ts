@@ -222,13 +222,13 @@ export class RegistryServer {
     }
   }
 
-  private accessLog(ctx: RequestContext, started: bigint): void {
+  private accessLog(ctx: Context, started: bigint): void {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const status = ctx.res.statusCode;
     const method = METHOD_LABELS.has(ctx.method) ? ctx.method : 'other';
     this.options.metrics.httpDuration.observe({ method, status: String(status) }, seconds);
     if (!this.options.log.isLevelEnabled('info')) return;
-    ctx.log.info(
+    ctx.info(
       {
         method: ctx.method,
         path: ctx.path,
