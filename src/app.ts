@@ -9,7 +9,8 @@ import { DiskBlobStore } from './cache/blob-store.js';
 import { BlobCache } from './cache/blobs.js';
 import { BlobFills } from './cache/fills.js';
 import { InUse } from './cache/in-use.js';
-import { manifestBodies, type ManifestBodies } from './cache/manifest-store.js';
+import { manifestBodies, type ManifestBodies, type PendingManifest } from './cache/manifest-store.js';
+import type { Digest } from './registry/reference.js';
 import { PullBudget } from './cache/pull-budget.js';
 import { ImportJournal, recoverInterruptedImport } from './seed/import-journal.js';
 import { ManifestCache } from './cache/manifests.js';
@@ -115,12 +116,14 @@ async function openCache(config: Config, log: Logger, options: CacheOptions = {}
   metrics.setUsageSource(() => index.usage);
   log.info({ storedBytes: usage.bytes, storedBlobs: usage.count, recounted: usage.recounted }, 'index open');
   const inUse = new InUse();
-  const retention = new Retention({ store, index, tags, pins, inUse, metrics, log: log.child({ module: 'retention' }), config: config.cache });
+  // Manifests answered before their file is written, by digest, for every registry: retention follows them too.
+  const storing = new Map<Digest, PendingManifest>();
+  const retention = new Retention({ store, index, tags, pins, inUse, metrics, log: log.child({ module: 'retention' }), config: config.cache, storing });
   const fills = new BlobFills({ store, index, metrics, log: log.child({ module: 'fill' }), retention, inUse });
   const { list, defaultName } = registriesOf(config);
   const bodies = manifestBodies(config.cache.manifestMemoryBytes);
   const repoBlobs = new RepoBlobIndex(db, config.cache.metadataEntries);
-  const shared = { store, index, tags, fills, inUse, metrics, now, bodies, repoBlobs, retention };
+  const shared = { store, index, tags, fills, inUse, metrics, now, bodies, repoBlobs, retention, storing };
   const registries = new Map(list.map((r) => [r.name, openRegistry(config, r, shared, log.child({ registry: r.name }))]));
   // Pull counts per tag and last-access times reach the index in batches, not one write per hit.
   const flush = async (): Promise<void> => {
@@ -165,10 +168,11 @@ interface SharedParts {
   /** Which repository holds which digest, for the registries pulled with credentials. */
   repoBlobs: RepoBlobIndex;
   retention: Retention;
+  storing: Map<Digest, PendingManifest>;
 }
 
 function openRegistry(config: Config, r: RegistryConfig, shared: SharedParts, log: Logger): RegistryParts {
-  const { store, index, tags, fills, inUse, metrics, now, bodies, repoBlobs, retention } = shared;
+  const { store, index, tags, fills, inUse, metrics, now, bodies, repoBlobs, retention, storing } = shared;
   const rateLimit = new RateLimitTracker(config.rateLimit.reserve, metrics, log.child({ module: 'ratelimit' }), now, r.name);
   const client = r.offline ? undefined : new RegistryClient(r, metrics, rateLimit, now);
   // Every registry's series exist from the start, at 0, for dashboards and absent() alerts.
@@ -191,6 +195,9 @@ function openRegistry(config: Config, r: RegistryConfig, shared: SharedParts, lo
     log: log.child({ module: 'manifests' }),
     memoryBytes: config.cache.manifestMemoryBytes,
     bodies,
+    storing,
+    removals: retention,
+    inUse,
     budget: config.rateLimit.perClient === 'off' ? undefined : new PullBudget(config.rateLimit.perClient, now),
     now,
     guard,

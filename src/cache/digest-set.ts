@@ -75,3 +75,30 @@ function prefix(digest: Digest): [number, number] {
   const lo = Number.parseInt(hex.slice(8, 16), 16) >>> 0;
   return hi === 0 && lo === 0 ? [0, 1] : [hi, lo];
 }
+
+/**
+ * What GC and eviction mark reachable: manifests (roots, platform manifests: about one per tag) exactly, blobs
+ * as 64-bit prefixes. A walk skips what is already marked, so a prefix collision must never skip a manifest:
+ * its layers would go unmarked and be collected. A collision on a blob only keeps what might have gone.
+ */
+export class ReachableSet {
+  private readonly manifests = new Set<Digest>();
+  private readonly blobs = new DigestSet();
+
+  get size(): number {
+    return this.manifests.size + this.blobs.size;
+  }
+
+  /** With a role: whether a walk may skip it. Without: whether it must be kept (either set, erring to keep). */
+  has(digest: Digest, role?: string): boolean {
+    if (role === 'blob') return this.blobs.has(digest) || this.manifests.has(digest);
+    if (role !== undefined) return this.manifests.has(digest);
+    return this.manifests.has(digest) || this.blobs.has(digest);
+  }
+
+  add(digest: Digest, role?: string): this {
+    if (role === 'blob') this.blobs.add(digest);
+    else this.manifests.add(digest);
+    return this;
+  }
+}

@@ -47,12 +47,24 @@ export interface ManifestStoreDeps {
    * are stored (cache/prefetch.ts starts the blobs' downloads). Not for the cache's own work (DETACHED).
    */
   onFetched?: ((repo: Repository, manifest: FetchedManifest) => void) | undefined;
+  /**
+   * Manifests answered but not yet stored, shared by every registry and read by retention: a tag may be
+   * recorded before its manifest's file, and a GC meanwhile must still follow the manifest to its layers.
+   */
+  storing?: Map<Digest, PendingManifest> | undefined;
+  /** An eviction or GC removing a digest now finishes before it is written again (see fill.ts). */
+  removals?: { settled(digest: Digest): Promise<void> } | undefined;
+  /** Held while a manifest is written, so that no removal takes it between its record and its file. */
+  inUse?: { hold(digest: Digest): void; release(digest: Digest): void } | undefined;
 }
 
-interface LocalManifest {
+/** A manifest answered from memory while its file and record are written. */
+export interface PendingManifest {
   mediaType: string;
   bytes: Buffer;
 }
+
+type LocalManifest = PendingManifest;
 
 export type ManifestBodies = LRUCache<string, LocalManifest>;
 
@@ -65,11 +77,13 @@ export class ManifestStore {
   private readonly bodies: ManifestBodies;
   private readonly fetches = new SingleFlight<string, FetchedManifest | undefined>();
   /** Manifests fetched and answered, whose file and index record are still being written. */
-  private readonly storing = new Map<Digest, LocalManifest>();
+  private readonly storing: Map<Digest, LocalManifest>;
+  private closing = false;
   private readonly writes = new Set<Promise<void>>();
 
   constructor(private readonly deps: ManifestStoreDeps) {
     this.bodies = deps.bodies ?? manifestBodies(deps.memoryBytes);
+    this.storing = deps.storing ?? new Map<Digest, LocalManifest>();
   }
 
   async byDigest(repo: Repository, digest: Digest, accept: AcceptClass, withBody: boolean, client: ClientAbort = DETACHED): Promise<ManifestAnswer> {
@@ -113,7 +127,9 @@ export class ManifestStore {
 
   /** Resolves once the manifests being written now are stored (or given up). */
   async stored(): Promise<void> {
-    await Promise.all(this.writes);
+    // Shutdown: no new write starts (a background revalidation may still fetch), and those started finish.
+    this.closing = true;
+    while (this.writes.size > 0) await Promise.all(this.writes);
   }
 
   /** A cached manifest by digest, or undefined. Used by /blobs/ too. */
@@ -150,7 +166,7 @@ export class ManifestStore {
     if (forClient) this.deps.onFetched?.(repo, fetched);
     await this.deps.guard?.record(repo, fetched.digest);
     const { digest } = fetched;
-    if (!this.bodies.has(digest) && !this.storing.has(digest) && !(await this.deps.index.get(digest))?.manifest) {
+    if (!this.closing && !this.bodies.has(digest) && !this.storing.has(digest) && !(await this.deps.index.get(digest))?.manifest) {
       // The client is answered from memory now; the file (fsync, rename, record) follows, detached: waiting for
       // it held every cold manifest back by a disk flush (issue 16). Until it is stored, `local` answers from
       // `storing`. A crash in between loses only the cached copy: a tag record may name an absent manifest.
@@ -172,6 +188,18 @@ export class ManifestStore {
   }
 
   private async store(manifest: FetchedManifest): Promise<void> {
+    const { inUse, removals } = this.deps;
+    inUse?.hold(manifest.digest);
+    try {
+      // A removal of this digest under way finishes first: it cannot unlink the file written now.
+      await removals?.settled(manifest.digest);
+      await this.write(manifest);
+    } finally {
+      inUse?.release(manifest.digest);
+    }
+  }
+
+  private async write(manifest: FetchedManifest): Promise<void> {
     const writer = await this.deps.store.createWriter(manifest.digest, manifest.bytes.length);
     try {
       await pipeline(Readable.from([manifest.bytes]), writer);

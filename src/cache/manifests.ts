@@ -41,6 +41,9 @@ export interface ManifestCacheDeps {
   guard?: RepoGuard | undefined;
   /** See ManifestStoreDeps. */
   onFetched?: ManifestStoreDeps['onFetched'];
+  storing?: ManifestStoreDeps['storing'];
+  removals?: ManifestStoreDeps['removals'];
+  inUse?: ManifestStoreDeps['inUse'];
 }
 
 export interface TagOptions {

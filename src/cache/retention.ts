@@ -6,7 +6,7 @@
 // the next download of that digest adopts, and `fsck` reports), never a record without its file.
 //
 // At scale (issue 16, point 4: a million blobs, a hundred thousand tags) nothing here holds the index in memory:
-// what is reachable is marked in a DigestSet (8 bytes a digest), tags stream from the index root by root, and
+// what is reachable is marked in a ReachableSet (manifests exactly, blobs at 8 bytes a digest), tags stream from the index root by root, and
 // eviction keeps only the oldest records it needs (OldestFirst) instead of sorting them all.
 import type { Logger } from 'pino';
 import type { BlobIndex, BlobRecord } from '../index/blob-index.js';
@@ -16,7 +16,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { walkManifests } from '../registry/manifest-graph.js';
 import { parseImageReference, type Digest } from '../registry/reference.js';
 import { readStored, type BlobStore } from './blob-store.js';
-import { DigestSet } from './digest-set.js';
+import { ReachableSet } from './digest-set.js';
 import type { InUse } from './in-use.js';
 import { OldestFirst } from './oldest-first.js';
 
@@ -43,6 +43,8 @@ export interface RetentionDeps {
   log: Logger;
   config: RetentionConfig;
   now?: () => number;
+  /** Manifests answered whose file and record are still being written (manifest-store.ts): reached all the same. */
+  storing?: ReadonlyMap<Digest, { mediaType: string; bytes: Buffer }> | undefined;
 }
 
 export interface GcReport {
@@ -232,6 +234,14 @@ export class Retention {
     });
   }
 
+  /** A manifest being written: a tag may already name it, so it is followed as if stored. */
+  private pending(digest: Digest): BlobRecord | undefined {
+    const manifest = this.deps.storing?.get(digest);
+    if (!manifest) return undefined;
+    const now = this.now();
+    return { size: manifest.bytes.length, mediaType: manifest.mediaType, manifest: true, createdAt: now, lastAccessAt: now };
+  }
+
   private async anyAccessedSince(digests: readonly Digest[], since: number): Promise<boolean> {
     for (const digest of digests) {
       const record = await this.deps.index.peek(digest);
@@ -309,14 +319,16 @@ export class Retention {
   /** `remove` for many: the records in one index batch, then the files a few at a time. The digests removed. */
   private async removeMany(digests: readonly Digest[]): Promise<Set<Digest>> {
     const chosen = [...new Set(digests)].filter((d) => !this.busy(d));
+    // What had a record: a digest already gone (a self-healed read, an admin delete) frees nothing and is not counted.
+    let recorded: Digest[] = [];
     const removal = (async () => {
-      await this.deps.index.deleteMany(chosen);
+      recorded = (await this.deps.index.deleteMany(chosen)).map(([digest]) => digest);
       for (let i = 0; i < chosen.length; i += FILE_DELETES) await Promise.all(chosen.slice(i, i + FILE_DELETES).map((d) => this.deps.store.delete(d)));
     })();
     for (const digest of chosen) this.removing.set(digest, removal);
     try {
       await removal;
-      return new Set(chosen);
+      return new Set(recorded);
     } finally {
       for (const digest of chosen) this.removing.delete(digest);
     }
@@ -358,17 +370,17 @@ export class Retention {
    * Root by root into one DigestSet: content many images share is read once, and memory is 8 bytes a digest.
    * `onPresent` sees the record of each present digest reached, once.
    */
-  private async reach(roots: AsyncIterable<Digest> | Iterable<Digest>, onPresent?: (record: BlobRecord) => void, walks = 1): Promise<DigestSet> {
-    const reached = new DigestSet();
+  private async reach(roots: AsyncIterable<Digest> | Iterable<Digest>, onPresent?: (record: BlobRecord) => void, walks = 1): Promise<ReachableSet> {
+    const reached = new ReachableSet();
     const running = new Set<Promise<void>>();
     let failure: { err: unknown } | undefined;
     for await (const root of roots) {
       if (failure) break;
-      if (reached.has(root)) continue;
+      if (reached.has(root, 'root')) continue;
       const walking: Promise<void> = this.walk([root], reached, onPresent)
         .then((nodes) => {
           // Missing content is not marked by the walk (only what it found present): it is reachable all the same.
-          for (const node of nodes) reached.add(node.digest);
+          for (const node of nodes) reached.add(node.digest, node.role);
         })
         .catch((err: unknown) => void (failure ??= { err }))
         .finally(() => running.delete(walking));
@@ -398,11 +410,11 @@ export class Retention {
         dedupe: true,
         seen,
         stat: async (node) => {
-          const record = await index.peek(node.digest);
+          const record = (await index.peek(node.digest)) ?? this.pending(node.digest);
           if (record) onPresent?.(record);
           return record;
         },
-        read: (node) => readStored(store, node.digest),
+        read: async (node) => (await readStored(store, node.digest)) ?? this.deps.storing?.get(node.digest)?.bytes,
       },
     );
   }

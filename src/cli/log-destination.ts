@@ -34,8 +34,12 @@ export function stdoutDestination(fd = 1, maxBufferedBytes = MAX_BUFFERED_BYTES)
     reportDrops(log) {
       const timer = setInterval(() => {
         if (dropped === 0) return;
-        log.warn({ dropped }, 'log lines dropped: stdout is read slower than it is written');
+        const count = dropped;
         dropped = 0;
+        // If this line is dropped too, its count comes back and goes out with the next report.
+        const before = dropped;
+        log.warn({ dropped: count }, 'log lines dropped: stdout is read slower than it is written');
+        if (dropped > before) dropped += count;
       }, DROP_REPORT_MS);
       timer.unref();
     },

@@ -42,7 +42,7 @@ export interface WalkOptions<T extends { manifest: boolean }> {
    * With `dedupe`: where the present digests go, and what is skipped (default: a Set of this walk). GC walks root
    * after root into one compact set (cache/digest-set.ts), so that content shared by many images is read once.
    */
-  seen?: { has(digest: Digest): boolean; add(digest: Digest): unknown };
+  seen?: { has(digest: Digest, role: NodeRole): boolean; add(digest: Digest, role: NodeRole): unknown };
   /** Whether the node is here, and whether it is a manifest; its answer is handed back in VisitedNode.info. */
   stat(node: GraphNode): Promise<T | undefined>;
   /** A present manifest's bytes; undefined: not followed. */
@@ -100,7 +100,7 @@ export async function walkManifests<T extends { manifest: boolean }>(
   };
   let visits = 0;
   const visit = async (node: GraphNode): Promise<void> => {
-    if (options.dedupe && present.has(node.digest)) return;
+    if (options.dedupe && present.has(node.digest, node.role)) return;
     if (options.maxVisits !== undefined && ++visits > options.maxVisits) throw new WalkLimitError(options.maxVisits);
     const info = await options.stat(node);
     if (info === undefined) {
@@ -110,7 +110,7 @@ export async function walkManifests<T extends { manifest: boolean }>(
       out.push({ ...node, info });
       return;
     }
-    present.add(node.digest);
+    present.add(node.digest, node.role);
     const manifest = info.manifest && node.depth < options.maxDepth ? await readOnce(node, info) : undefined;
     if (manifest) {
       const child = (descriptor: Descriptor, role: NodeRole): GraphNode => ({ digest: descriptor.digest, descriptor, role, depth: node.depth + 1, root: node.root });

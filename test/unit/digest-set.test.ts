@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DigestSet } from '../../src/cache/digest-set.js';
+import { DigestSet, ReachableSet } from '../../src/cache/digest-set.js';
 import { OldestFirst, type EvictionCandidate } from '../../src/cache/oldest-first.js';
 import type { Digest } from '../../src/registry/reference.js';
 
@@ -50,5 +50,24 @@ describe('OldestFirst', () => {
         expect(nonEmpty(oldest.take())).toEqual(nonEmpty(expected));
       }),
     );
+  });
+});
+
+describe('ReachableSet', () => {
+  // Two digests with the same first 64 bits: one collision, made on purpose.
+  const layer = `sha256:${'ab'.repeat(8)}${'0'.repeat(48)}` as Digest;
+  const manifest = `sha256:${'ab'.repeat(8)}${'1'.repeat(48)}` as Digest;
+
+  it('never lets a blob prefix collision skip a manifest (its layers would go unmarked and be collected)', () => {
+    const set = new ReachableSet();
+    set.add(layer, 'blob');
+    expect(set.has(manifest, 'root')).toBe(false);
+    expect(set.has(manifest, 'platform')).toBe(false);
+    // A blob that collides is only kept (erring to keep), and without a role both are kept.
+    expect(set.has(manifest, 'blob')).toBe(true);
+    expect(set.has(manifest)).toBe(true);
+    set.add(manifest, 'root');
+    expect(set.has(manifest, 'root')).toBe(true);
+    expect(set.size).toBe(2);
   });
 });

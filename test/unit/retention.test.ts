@@ -44,6 +44,7 @@ async function setup(config: Partial<RetentionConfig> = {}) {
   const inUse = new InUse();
   const metrics = new Metrics(new Registry());
   const clock = { now: T0 };
+  const storing = new Map<Digest, { mediaType: string; bytes: Buffer }>();
   const retention = new Retention({
     store,
     index,
@@ -54,6 +55,7 @@ async function setup(config: Partial<RetentionConfig> = {}) {
     log: pino({ level: 'silent' }),
     config: { maxBytes: undefined, highWatermark: 0.9, lowWatermark: 0.5, gcGrace: HOUR, pins: [], ...config },
     now: () => clock.now,
+    storing,
   });
   /** Stores content as a download would, created (and last served) at `at`. */
   const put = async (bytes: Buffer, at: number, mediaType = 'application/octet-stream'): Promise<Digest> => {
@@ -69,7 +71,7 @@ async function setup(config: Partial<RetentionConfig> = {}) {
     const present = await Promise.all(digests.map(async (d) => (await index.get(d)) !== undefined && (await store.stat(d)) !== undefined));
     return digests.filter((_, i) => present[i]);
   };
-  return { retention, index, tags, inUse, metrics, clock, put, kept };
+  return { retention, index, tags, inUse, metrics, clock, put, kept, storing };
 }
 
 /** Five blobs of 200 bytes, served at T0+1 … T0+5 ms. */
@@ -206,5 +208,23 @@ describe('Retention: removing one image (admin delete)', () => {
     expect(await kept([layer, manifest])).toEqual([layer, manifest]);
     // Idle since before activeSince: removed.
     expect((await retention.removeUnreferenced([manifest], { activeSince: T0 + 1 })).removed).toHaveLength(2);
+  });
+});
+
+describe('Retention: a manifest answered before its file is written', () => {
+  it('is followed by GC all the same: a tag recorded before its manifest keeps the layers it names', async () => {
+    const { retention, tags, clock, put, kept, storing } = await setup();
+    const layer = await put(content(300, 9).bytes, T0);
+    const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { digest: layer, size: 300 }, layers: [] }));
+    const manifest = `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
+    // Answered and tagged; its file and record are still being written.
+    storing.set(manifest, { mediaType: OCI_MANIFEST, bytes });
+    await tags.put({ upstream: 'docker.io', repo: 'library/new', tag: '1', acceptKey: '*', digest: manifest, mediaType: OCI_MANIFEST, size: bytes.length, checkedAt: T0 });
+    clock.now = T0 + 2 * HOUR;
+    expect((await retention.gc({ dryRun: false })).removed).toEqual([]);
+    expect(await kept([layer])).toEqual([layer]);
+    // Once no longer pending and still not stored, the layer is what GC would take (the test can fail).
+    storing.clear();
+    expect((await retention.gc({ dryRun: true })).removed.map((r) => r.digest)).toEqual([layer]);
   });
 });
