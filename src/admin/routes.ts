@@ -8,7 +8,7 @@ import { rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { header, responseClosed, type RequestContext } from '../http/context.js';
+import { header, responseClosed, sendBody, type RequestContext } from '../http/context.js';
 import { toRegistryError, type Handler } from '../http/server.js';
 import { RegistryError } from '../registry/errors.js';
 import { parsePlatforms, type Platform, type SeedProgress } from '../seed/seed.js';
@@ -84,10 +84,7 @@ function badRequest(message: string): RegistryError {
 }
 
 function sendJson(ctx: RequestContext, value: unknown): void {
-  const body = JSON.stringify(value);
-  ctx.bytes = Buffer.byteLength(body);
-  ctx.res.writeHead(200, { 'content-type': 'application/json', 'content-length': ctx.bytes, 'cache-control': 'no-store' });
-  ctx.res.end(body);
+  sendBody(ctx, 200, JSON.stringify(value), { 'content-type': 'application/json', 'cache-control': 'no-store' });
 }
 
 /** The request body as a JSON object, read up to `limit` bytes (413 beyond); an empty body is `{}`. */

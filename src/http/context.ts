@@ -32,6 +32,21 @@ export function header(req: Request, name: string): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value;
 }
 
+/**
+ * A whole answer held in memory (JSON, text, the status page's files): its length set, no body for a HEAD, and
+ * the bytes counted for the access log. The one way every route sends such a body.
+ */
+export function sendBody(ctx: RequestContext, status: number, body: string | Buffer, headers: Record<string, string | number>): void {
+  const length = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+  ctx.res.writeHead(status, { ...headers, 'content-length': length });
+  if (ctx.method === 'HEAD') {
+    ctx.res.end();
+  } else {
+    ctx.bytes = length;
+    ctx.res.end(body);
+  }
+}
+
 /** The client's connection or stream is gone. The HTTP/2 compatibility response has no `destroyed`: its stream has. */
 export function responseClosed(res: Response): boolean {
   return 'stream' in res ? res.stream.destroyed : res.destroyed;

@@ -11,7 +11,7 @@ import { acceptClass } from '../registry/media-types.js';
 import { parseDigest, parseManifestReference, type Repository } from '../registry/reference.js';
 import { OFFLINE_NOTE } from '../upstream/offline.js';
 import type { ClientAuth } from './client-auth.js';
-import { header, type RequestContext } from './context.js';
+import { header, sendBody, type RequestContext } from './context.js';
 import { contentRange, parseRange } from './range.js';
 import { chooseRegistry, nextPageHere } from './registry-choice.js';
 import { SendTimeoutError, sendFileRange } from './send-file.js';
@@ -251,14 +251,7 @@ function blobHeaders(digest: string, mediaType: string) {
 }
 
 function sendText(ctx: RequestContext, status: number, body: string, contentType: string): Promise<void> {
-  const length = Buffer.byteLength(body);
-  ctx.res.writeHead(status, { ...API_VERSION, 'content-type': contentType, 'content-length': length });
-  if (ctx.method === 'HEAD') {
-    ctx.res.end();
-  } else {
-    ctx.bytes = length;
-    ctx.res.end(body);
-  }
+  sendBody(ctx, status, body, { ...API_VERSION, 'content-type': contentType });
   return Promise.resolve();
 }
 

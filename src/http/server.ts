@@ -116,22 +116,22 @@ export class RegistryServer {
     state.waitMs = ms;
   }
 
-  listen(host: string, port: number): Promise<{ host: string; port: number }> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        const address = this.server.address();
-        resolve(typeof address === 'object' && address ? { host: address.address, port: address.port } : { host, port });
-      });
-    });
+  async listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    await this.bind({ host, port });
+    const address = this.server.address();
+    return typeof address === 'object' && address ? { host: address.address, port: address.port } : { host, port };
   }
 
   /** Listens on a Unix socket (the admin socket); the caller sets the file's mode. */
   listenPath(path: string): Promise<void> {
+    return this.bind({ path });
+  }
+
+  /** Resolves once listening; a bind failure (address in use, a path refused) rejects instead of throwing later. */
+  private bind(where: { host: string; port: number } | { path: string }): Promise<void> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(path, () => {
+      this.server.listen(where, () => {
         this.server.off('error', reject);
         resolve();
       });

@@ -4,7 +4,7 @@
 // `?order=` order, `?limit=` cuts (default 200, at most 5,000), server side; `total` and `matched` count the rest. The page updates by polling /api/v1/status: no connection state to bound.
 import { IMAGE_SORT_KEYS, type ImageQuery, type ImageSortKey } from '../admin/images.js';
 import type { ClientAuth } from '../http/client-auth.js';
-import type { RequestContext } from '../http/context.js';
+import { sendBody, type RequestContext } from '../http/context.js';
 import type { Handler } from '../http/server.js';
 import { RegistryError } from '../registry/errors.js';
 import type { Asset } from './assets.js';
@@ -98,23 +98,11 @@ function notFound(): RegistryError {
 }
 
 function sendJson(ctx: RequestContext, value: unknown): Promise<void> {
-  return send(ctx, Buffer.from(JSON.stringify(value)), 'application/json');
+  return send(ctx, JSON.stringify(value), 'application/json');
 }
 
-function send(ctx: RequestContext, body: Buffer, contentType: string, extra: Record<string, string> = {}): Promise<void> {
-  ctx.res.writeHead(200, {
-    'content-type': contentType,
-    'content-length': body.length,
-    // Figures change every second and the files with each release: always ask again.
-    'cache-control': 'no-cache',
-    'referrer-policy': 'no-referrer',
-    ...extra,
-  });
-  if (ctx.method === 'HEAD') {
-    ctx.res.end();
-  } else {
-    ctx.bytes = body.length;
-    ctx.res.end(body);
-  }
+function send(ctx: RequestContext, body: string | Buffer, contentType: string, extra: Record<string, string> = {}): Promise<void> {
+  // Figures change every second and the files with each release: always ask again.
+  sendBody(ctx, 200, body, { 'content-type': contentType, 'cache-control': 'no-cache', 'referrer-policy': 'no-referrer', ...extra });
   return Promise.resolve();
 }

@@ -2,13 +2,11 @@
 // `unpin`, `gc --dry-run`, `seed` and `export` succeed through its admin socket (its access log says so); once it
 // is stopped, the same commands work on the data directory directly and print the same text (timestamps aside),
 // and the two exports are the same bytes.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { exportCommand } from '../../src/cli/bundle.js';
 import type { CommandContext } from '../../src/cli/command.js';
@@ -17,6 +15,7 @@ import { ls } from '../../src/cli/ls.js';
 import { pin, unpin } from '../../src/cli/pin.js';
 import { seed } from '../../src/cli/seed.js';
 import { startHubFront, type HubFront } from '../fixtures/hub-front.js';
+import { spawnServe } from '../fixtures/mirror-process.js';
 import { freePort } from '../fixtures/registry.js';
 
 let front: HubFront;
@@ -38,29 +37,11 @@ async function run(command: Command, args: string[], env: Record<string, string>
   return text;
 }
 
-/** Starts `regmirror serve` and waits (bounded) until its port answers; its log lines are collected. */
+/** Starts `regmirror serve` on the data directory; its log lines are collected. */
 async function serve(dataDir: string, logLines: string[]): Promise<ChildProcess> {
   const port = await freePort();
-  const args = ['dist/src/main.js', 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--upstream', front.url, '--log-level', 'info'];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  let rest = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    rest += chunk.toString('utf8');
-    const lines = rest.split('\n');
-    rest = lines.pop() ?? '';
-    logLines.push(...lines);
-  });
-  for (let i = 0; i < 200; i++) {
-    const up = await request(`http://127.0.0.1:${port}/healthz`).then(
-      async (r) => (await r.body.dump(), true),
-      () => false,
-    );
-    if (up) return child;
-    if (child.exitCode !== null) break;
-    await sleep(50);
-  }
-  child.kill('SIGKILL');
-  throw new Error('regmirror did not start');
+  const args = ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--upstream', front.url, '--log-level', 'info'];
+  return spawnServe(args, port, (line) => logLines.push(line));
 }
 
 /** Requests the mirror's access log shows on its admin socket, as "METHOD path". */

@@ -1,15 +1,16 @@
 // Issue 6, crash safety: the mirror process (dist/, built by global-setup) is killed with SIGKILL at 20 random
 // moments during concurrent cold pulls. After each kill, `regmirror fsck --verify-digests` must find nothing
 // wrong; after each restart, pulls must be byte-correct (the puller hashes every blob and manifest).
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startHubFront, type HubFront } from '../fixtures/hub-front.js';
+import { spawnServe } from '../fixtures/mirror-process.js';
 import { freePort } from '../fixtures/registry.js';
 import { pull } from '../fixtures/puller.js';
 
@@ -35,20 +36,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function startServer(port: number): Promise<ChildProcess> {
-  const args = ['dist/src/main.js', 'serve', '--config', configFile, '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--upstream', front.url, '--log-level', 'warn'];
-  const child = spawn(process.execPath, args, { stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    const up = await request(`http://127.0.0.1:${port}/v2/`).then(
-      async (r) => (await r.body.dump(), true),
-      () => false,
-    );
-    if (up) return child;
-    if (child.exitCode !== null) break;
-    await sleep(50);
-  }
-  child.kill('SIGKILL');
-  throw new Error('regmirror did not start');
+function startServer(port: number): Promise<ChildProcess> {
+  return spawnServe(['--config', configFile, '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--upstream', front.url, '--log-level', 'warn'], port);
 }
 
 async function kill(child: ChildProcess): Promise<void> {
