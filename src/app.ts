@@ -1,7 +1,7 @@
 // Wires one mirror together from a Config: index, store, upstream, caches, routes, server. No logic of its own;
 // `regmirror serve` runs it as a process, tests run it in-process.
 import { constants } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { access, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
@@ -38,11 +38,16 @@ import { configSummary, type ConfigSummary } from './status/config-summary.js';
 import { openStatusConsole, type StatusConsole } from './status/console.js';
 import { AdminOperations, type AdminRegistry } from './admin/operations.js';
 import { ADMIN_PREFIX, createAdminRoutes, requireBearer } from './admin/routes.js';
-import { startAdminSocket, type AdminSocket } from './admin/socket.js';
+import { startAdminSocket as startAdmin, type AdminSocket } from './admin/socket.js';
+import { ConfigError } from './config/load.js';
+import { listenPrivate, MAX_SOCKET_PATH } from './http/unix-socket.js';
+import { summedWith, type MetricsJson } from './metrics/aggregate.js';
 import { RegistryError } from './registry/errors.js';
 import type { Handler } from './http/server.js';
 
 const STATS_FLUSH_MS = 5000;
+/** The primary's internal socket in the data directory, while it runs with http.workers. */
+const PRIMARY_SOCKET = 'primary.sock';
 
 export interface Mirror {
   readonly server: RegistryServer;
@@ -58,6 +63,13 @@ export interface Mirror {
   gc(): Promise<GcReport>;
   /** Listens on config.listen; resolves with the bound address (port 0 picks a free one). */
   listen(): Promise<{ host: string; port: number }>;
+  /**
+   * With http.workers: the admin socket, and instead of the port the internal socket the workers forward to
+   * (`<dataDir>/primary.sock`, mode 0600), for `connections` of them at most. Resolves with its path.
+   */
+  listenPrimary(connections: number): Promise<string>;
+  /** Accesses answered by workers, for retention's least-recently-used order (batched like the mirror's own). */
+  touch(digests: readonly Digest[]): void;
   /** Graceful: stop accepting, finish responses (bounded), abort downloads, close upstream and index. */
   close(): Promise<void>;
 }
@@ -269,7 +281,12 @@ function importJournalPath(config: Config): string {
   return join(config.dataDir, 'import.journal');
 }
 
-export async function createMirror(config: Config, log: Logger, options: Pick<CacheOptions, 'now'> = {}): Promise<Mirror> {
+export interface MirrorOptions extends Pick<CacheOptions, 'now'> {
+  /** With http.workers: their metrics at scrape time, summed into /metrics with this process's. */
+  peerMetrics?: () => Promise<MetricsJson[]>;
+}
+
+export async function createMirror(config: Config, log: Logger, options: MirrorOptions = {}): Promise<Mirror> {
   // Unreadable TLS files fail the start before anything touches the data directory.
   const tls = config.tls && { cert: await readFile(config.tls.cert), key: await readFile(config.tls.key) };
   // So does an unreadable htpasswd file: a mirror meant to be private never starts open.
@@ -282,8 +299,7 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
   const admin = adminOperations(config, cache);
   const adminRoutes = createAdminRoutes(admin, { tmpDir: join(config.dataDir, 'tmp') });
   let adminSocket: AdminSocket | undefined;
-  const server = new RegistryServer({
-    handler: createRoutes({
+  const handler = createRoutes({
       readiness: async () => {
         const index = db.status;
         const writable = await access(join(config.dataDir, 'tmp'), constants.W_OK).then(
@@ -298,16 +314,18 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
       registries,
       defaultRegistry: cache.defaultRegistry,
       metrics,
-      registry: metrics.registry,
+      registry: options.peerMetrics ? summedWith(metrics.registry, options.peerMetrics) : metrics.registry,
       auth,
       sendTimeout: config.http.idleTimeout,
       console: consoleRoutes(adminRoutes, config.admin.token, status?.handler),
-    }),
-    log,
-    metrics,
-    tls,
-    limits: config.http,
   });
+  const server = new RegistryServer({ handler, log, metrics, tls, limits: config.http });
+  let primarySocket: RegistryServer | undefined;
+  const startAdminSocket = async (): Promise<void> => {
+    if (!config.admin.socket) return;
+    const socketLog = log.child({ module: 'admin', via: 'socket' });
+    adminSocket = await startAdmin({ dataDir: config.dataDir, handler: adminRoutes, log: socketLog, metrics, limits: config.http });
+  };
   const flushTimer = setInterval(() => void flush(), STATS_FLUSH_MS);
   flushTimer.unref();
   // A quota lowered since the last run is enforced at start, not at the first download.
@@ -325,14 +343,26 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
     metrics,
     async listen() {
       // The socket first: once the port answers, the CLI can already administer the mirror.
-      if (config.admin.socket) {
-        const socketLog = log.child({ module: 'admin', via: 'socket' });
-        adminSocket = await startAdminSocket({ dataDir: config.dataDir, handler: adminRoutes, log: socketLog, metrics, limits: config.http });
-      }
+      await startAdminSocket();
       const address = await server.listen(config.listen.host, config.listen.port);
       // Port 0 picks one: the status page shows where the mirror really listens.
       if (summary) summary.listen = `${address.host}:${address.port}`;
       return address;
+    },
+    async listenPrimary(connections) {
+      await startAdminSocket();
+      const path = join(config.dataDir, PRIMARY_SOCKET);
+      if (Buffer.byteLength(path) > MAX_SOCKET_PATH) throw new ConfigError(`http.workers needs a Unix socket at ${path}: the path is too long (use a shorter dataDir)`);
+      // Requests come only from the workers, already admitted and timed there: no request timeout, no access log.
+      const limits = { ...config.http, maxConnections: connections };
+      primarySocket = new RegistryServer({ handler, log, metrics, limits, requestTimeout: 0, forwarded: true });
+      await listenPrivate(primarySocket, path);
+      if (summary) summary.listen = `${config.listen.host}:${config.listen.port}`;
+      return path;
+    },
+    touch(digests) {
+      const now = Date.now();
+      for (const digest of digests) cache.index.touch(digest, now);
     },
     retention,
     status,
@@ -345,7 +375,8 @@ export async function createMirror(config: Config, log: Logger, options: Pick<Ca
       clearInterval(flushTimer);
       if (gcTimer) clearInterval(gcTimer);
       status?.close();
-      await Promise.all([server.close(config.shutdownTimeout), adminSocket?.close(config.shutdownTimeout)]);
+      await Promise.all([server.close(config.shutdownTimeout), primarySocket?.close(config.shutdownTimeout), adminSocket?.close(config.shutdownTimeout)]);
+      if (primarySocket) await rm(join(config.dataDir, PRIMARY_SOCKET), { force: true });
       // A seed or import whose client left still writes: the index closes after it (bounded), not under it.
       await admin.drain(config.shutdownTimeout);
       await cache.close();

@@ -1,16 +1,16 @@
 // The admin socket: `<dataDir>/admin.sock`, HTTP/1.1 through the same server code as the registry port, mode
 // 0600 from the moment it exists. Its file mode is the access control (only the mirror's user, or root), so
 // it takes no token. The CLI commands find it there while the mirror runs (cli/admin-client.ts).
-import { chmod, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { RegistryServer, type Handler } from '../http/server.js';
 import type { ConnectionLimits } from '../http/limits.js';
+import { listenPrivate, MAX_SOCKET_PATH } from '../http/unix-socket.js';
 import type { Metrics } from '../metrics/metrics.js';
 
 export const SOCKET_NAME = 'admin.sock';
-/** sun_path holds 108 bytes on Linux, the terminating NUL included (104 on macOS and the BSDs). */
-export const MAX_SOCKET_PATH = 107;
+export { MAX_SOCKET_PATH };
 
 export function adminSocketPath(dataDir: string): string {
   return join(dataDir, SOCKET_NAME);
@@ -32,21 +32,10 @@ export async function startAdminSocket(o: { dataDir: string; handler: Handler; l
     o.log.warn({ path, bytes: Buffer.byteLength(path), limit: MAX_SOCKET_PATH }, 'admin socket not created: its path is too long for a Unix socket (use a shorter dataDir, or admin.token)');
     return undefined;
   }
-  await rm(path, { force: true });
   // Bundles may take long to upload: no whole-request timeout here (the socket is the operator's own).
   const server = new RegistryServer({ handler: o.handler, log: o.log, metrics: o.metrics, limits: o.limits, requestTimeout: 0 });
-  // bind() creates the file with the process umask: 0177 for that one synchronous call makes it 0600 from the
-  // start, so no client can connect in a window before the chmod below (which only confirms it).
-  const umask = process.umask(0o177);
-  let listening: Promise<void>;
   try {
-    listening = server.listenPath(path);
-  } finally {
-    process.umask(umask);
-  }
-  try {
-    await listening;
-    await chmod(path, 0o600);
+    await listenPrivate(server, path);
   } catch (err) {
     // Some filesystems (NFS, CIFS, 9p) refuse Unix sockets: the mirror serves on, the CLI needs it stopped.
     o.log.warn({ err, path }, 'admin socket not created: the data directory does not take a Unix socket (use admin.token, or stop the mirror for the CLI)');

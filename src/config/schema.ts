@@ -249,6 +249,12 @@ export const configSchema = z.strictObject({
       maxConnections: z.int().min(1).max(1_000_000).default(1024),
       /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams one connection may have open at once. */
       maxStreamsPerConnection: z.int().min(1).max(10_000).default(100),
+      /**
+       * Processes serving the port (issue 16.3): 1 is one process; N (or "auto": one per core) forks N workers that
+       * share the port, serve stored blobs and cached manifests by digest themselves and forward the rest to the
+       * one primary process that owns the index, downloads, retention and the admin socket.
+       */
+      workers: z.union([z.int().min(1).max(256), z.literal('auto')]).default(1),
     })
     .prefault({}),
   /** Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain and key. Absent: plain HTTP. */

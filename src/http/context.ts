@@ -24,8 +24,17 @@ export interface RequestContext {
   kind: 'manifest' | 'blob' | 'tags' | undefined;
   /** The registry the request is for, once routed. */
   registry: string | undefined;
+  /** With http.workers: who answered, a worker from its `file` or `memory`, or the `primary`; logged when set. */
+  via: 'file' | 'memory' | 'primary' | undefined;
   bytes: number;
+  /** The request id in the access log and every line of the request's logger. */
+  readonly id: number | string;
 }
+
+/** Headers between a worker and the primary's internal socket only (http/workers/); a client's are dropped. */
+export const CLIENT_HEADER = 'x-regmirror-client';
+export const REQUEST_HEADER = 'x-regmirror-request';
+export const CACHE_HEADER = 'x-regmirror-cache';
 
 export function header(req: Request, name: string): string | undefined {
   const value = req.headers[name];
@@ -69,9 +78,10 @@ export class Context implements RequestContext {
   readonly method: string;
   readonly path: string;
   readonly query: string;
-  cache: string | undefined = undefined;
+  private cached: string | undefined = undefined;
   kind: RequestContext['kind'] = undefined;
   registry: string | undefined = undefined;
+  via: RequestContext['via'] = undefined;
   bytes = 0;
   private logger: Logger | undefined;
   private aborter: AbortController | undefined;
@@ -80,18 +90,30 @@ export class Context implements RequestContext {
     readonly req: Request,
     readonly res: Response,
     private readonly parentLog: Logger,
-    private readonly reqId: number,
+    readonly id: number | string,
     rawUrl: string,
     queryAt: number,
+    /** Set by the primary's internal socket: the client's address as the worker that forwarded the request saw it. */
+    private readonly forwardedFor?: string,
   ) {
     this.method = req.method ?? 'GET';
     this.path = queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt);
     this.query = queryAt === -1 ? '' : rawUrl.slice(queryAt);
   }
 
+  get cache(): string | undefined {
+    return this.cached;
+  }
+
+  /** Behind a worker, the answer tells it too (`x-regmirror-cache`), for the worker's access log line. */
+  set cache(source: string | undefined) {
+    this.cached = source;
+    if (this.forwardedFor !== undefined && source !== undefined && !this.res.headersSent) this.res.setHeader(CACHE_HEADER, source);
+  }
+
   /** Made on first use: a pino child serialises its bindings, and most requests log nothing below info. */
   get log(): Logger {
-    return (this.logger ??= this.parentLog.child({ reqId: this.reqId }));
+    return (this.logger ??= this.parentLog.child({ reqId: this.id }));
   }
 
   /**
@@ -100,7 +122,7 @@ export class Context implements RequestContext {
    */
   info(fields: Record<string, unknown>, message: string): void {
     if (this.logger) this.logger.info(fields, message);
-    else this.parentLog.info({ reqId: this.reqId, ...fields }, message);
+    else this.parentLog.info({ reqId: this.id, ...fields }, message);
   }
 
   /** Made on first use too: only requests that wait on upstream need one. */
@@ -109,7 +131,7 @@ export class Context implements RequestContext {
   }
 
   get address(): string | undefined {
-    return this.req.socket.remoteAddress;
+    return this.forwardedFor ?? this.req.socket.remoteAddress;
   }
 }
 

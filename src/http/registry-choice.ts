@@ -2,14 +2,18 @@
 // tags/list next-page Link that leads a client back the same way.
 import { RegistryError } from '../registry/errors.js';
 import { canonicalRegistry, parseRegistryHost, parseRepository, registryPrefix, type Repository } from '../registry/reference.js';
-import type { MirroredRegistry, RouteDeps } from './routes.js';
+import type { RegistryFront } from './routes.js';
 
 /**
  * The registry a request is for: containerd's `?ns=`, else a path prefix (`/v2/ghcr.io/owner/image/…`: podman,
  * skopeo and `docker pull mirror/ghcr.io/…`), else the default. One not configured here is NAME_UNKNOWN:
  * never answered from another registry's content.
  */
-export function chooseRegistry(deps: Pick<RouteDeps, 'registries' | 'defaultRegistry'>, name: string, query: string): { mirror: MirroredRegistry; repo: Repository; prefixed: boolean } {
+export function chooseRegistry<R extends RegistryFront>(
+  deps: { registries: ReadonlyMap<string, R>; defaultRegistry: R },
+  name: string,
+  query: string,
+): { mirror: R; repo: Repository; prefixed: boolean } {
   // containerd names the registry in ?ns=: a dotted first component is then the repository's own
   // (gcr.io/google.com/project/image is `google.com/project/image` on gcr.io), unless it names that registry
   // again (a hosts.toml `override_path` ending in /v2/<registry>).

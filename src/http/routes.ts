@@ -22,13 +22,17 @@ export interface Readiness {
   [check: string]: unknown;
 }
 
-/** One registry behind this port: what its routes answer from. */
-export interface MirroredRegistry {
+/** What the front of the port knows of a registry: enough to route a request and admit it (workers have no more). */
+export interface RegistryFront {
   readonly name: string;
   /** No upstream: a miss says the mirror is offline. */
   readonly offline: boolean;
   /** The registry's allow list (config `allow`): false for a repository this mirror does not serve. */
   allows(repo: Repository): boolean;
+}
+
+/** One registry behind this port: what its routes answer from. */
+export interface MirroredRegistry extends RegistryFront {
   blobs: BlobCache;
   manifests: ManifestCache;
   tagLists: TagLists;
@@ -42,7 +46,8 @@ export interface RouteDeps {
   /** Asked when a request names no registry (dockerd's `registry-mirrors` only ever means Docker Hub). */
   defaultRegistry: MirroredRegistry;
   metrics: Metrics;
-  registry: Registry;
+  /** What /metrics renders: this process's Registry, or (http.workers) it summed with the workers'. */
+  registry: Pick<Registry, 'metrics' | 'contentType'>;
   /** Client authentication and access rules (`auth`); absent: every client may pull everything. */
   auth?: ClientAuth | undefined;
   /** A stored blob whose client takes no bytes for this long is cut (config `http.idleTimeout`). */
@@ -54,9 +59,9 @@ export interface RouteDeps {
   console?: Handler | undefined;
 }
 
-const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' } as const;
+export const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' } as const;
 /** /v2/<name>/<endpoint>/<reference>: the name may hold slashes, the reference may not. */
-const REPO_ROUTE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)$/;
+export const REPO_ROUTE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)$/;
 const READ_METHODS = new Set(['GET', 'HEAD']);
 const OPERATIONAL = new Set(['/healthz', '/readyz', '/metrics']);
 /** Digests never change: clients and proxies may keep them for a year. */
@@ -93,17 +98,31 @@ export function createRoutes(deps: RouteDeps): Handler {
       throw new RegistryError('NOT_FOUND', 'no such endpoint');
     }
     const [, name = '', endpoint, reference = ''] = match;
-    const { mirror, repo, prefixed } = chooseRegistry(deps, name, ctx.query);
-    ctx.registry = mirror.name;
-    // Before any cache or upstream work: a refused client learns nothing, not even whether content is cached;
-    // and a mirror is no open proxy: an account's private repositories stay out unless listed (issue 14).
-    if (deps.auth) await deps.auth.check(ctx, { kind: 'repository', registry: mirror.name, repo });
-    if (!mirror.allows(repo)) throw new RegistryError('DENIED', 'repository not allowed by this mirror', { detail: { name: repo } });
+    const { mirror, repo, prefixed } = await admitRepository(deps, ctx, name);
     if (endpoint === 'manifests') return serveManifest(deps, ctx, mirror, repo, decode(reference));
     if (endpoint === 'blobs') return serveBlob(deps, ctx, mirror, repo, decode(reference));
     if (reference === 'list' && method === 'GET') return serveTags(deps, ctx, mirror, repo, prefixed);
     throw new RegistryError('NOT_FOUND', 'no such endpoint');
   };
+}
+
+/**
+ * Which registry and repository a request is for, and whether this client may pull it there: the one decision,
+ * made by the single process and by every worker (http/workers/front.ts) alike, before anything is served.
+ */
+export async function admitRepository<R extends RegistryFront>(
+  deps: { registries: ReadonlyMap<string, R>; defaultRegistry: R; auth?: ClientAuth | undefined },
+  ctx: RequestContext,
+  name: string,
+): Promise<{ mirror: R; repo: Repository; prefixed: boolean }> {
+  const chosen = chooseRegistry(deps, name, ctx.query);
+  const { mirror, repo } = chosen;
+  ctx.registry = mirror.name;
+  // Before any cache or upstream work: a refused client learns nothing, not even whether content is cached;
+  // and a mirror is no open proxy: an account's private repositories stay out unless listed (issue 14).
+  if (deps.auth) await deps.auth.check(ctx, { kind: 'repository', registry: mirror.name, repo });
+  if (!mirror.allows(repo)) throw new RegistryError('DENIED', 'repository not allowed by this mirror', { detail: { name: repo } });
+  return chosen;
 }
 
 async function serveManifest(deps: RouteDeps, ctx: RequestContext, mirror: MirroredRegistry, repo: Repository, reference: string) {
@@ -122,7 +141,7 @@ async function serveManifest(deps: RouteDeps, ctx: RequestContext, mirror: Mirro
   sendManifest(ctx, manifest);
 }
 
-function sendManifest(ctx: RequestContext, manifest: ManifestAnswer): void {
+export function sendManifest(ctx: RequestContext, manifest: Omit<ManifestAnswer, 'source'>): void {
   ctx.res.writeHead(200, {
     ...API_VERSION,
     'content-type': manifest.mediaType,
@@ -160,7 +179,7 @@ async function serveBlob(deps: RouteDeps, ctx: RequestContext, mirror: MirroredR
   await sendBlob(deps, ctx, digest, blob);
 }
 
-async function sendBlob(deps: RouteDeps, ctx: RequestContext, digest: string, blob: BlobHandle) {
+export async function sendBlob(deps: Pick<RouteDeps, 'metrics' | 'sendTimeout'>, ctx: RequestContext, digest: string, blob: BlobHandle) {
   const range = parseRange(header(ctx.req, 'range'), blob.size);
   const headers = { ...API_VERSION, ...blobHeaders(digest, blob.mediaType) };
   if (range.kind === 'unsatisfiable') {
@@ -239,7 +258,7 @@ async function serveTags(deps: RouteDeps, ctx: RequestContext, mirror: MirroredR
   ctx.res.end(list.body);
 }
 
-function blobHeaders(digest: string, mediaType: string) {
+export function blobHeaders(digest: string, mediaType: string) {
   return {
     // A record written before import checked media types may hold one no header can carry (CR/LF: a 500).
     'content-type': HEADER_SAFE.test(mediaType) ? mediaType : 'application/octet-stream',
@@ -256,7 +275,7 @@ function sendText(ctx: RequestContext, status: number, body: string, contentType
 }
 
 /** References are percent-decoded (a client may send `sha256%3A…`); names are not (see RequestContext.path). */
-function decode(reference: string): string {
+export function decode(reference: string): string {
   try {
     return decodeURIComponent(reference);
   } catch {

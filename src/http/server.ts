@@ -15,7 +15,7 @@ import { RegistryError } from '../registry/errors.js';
 import { UpstreamContentError, UpstreamError } from '../upstream/errors.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { BundleError } from '../seed/layout-source.js';
-import { ClientGoneError, Context, responseClosed, type Request, type RequestContext, type Response } from './context.js';
+import { CLIENT_HEADER, ClientGoneError, Context, header, REQUEST_HEADER, responseClosed, type Request, type RequestContext, type Response } from './context.js';
 import { armHeadChecks, guardSession, http1Options, http2Settings, type ConnectionLimits } from './limits.js';
 import { createSniffingListener } from './listener.js';
 
@@ -34,6 +34,14 @@ export interface ServerOptions {
    * clients send no bodies; the admin socket takes bundles and sets 0 (none).
    */
   requestTimeout?: number;
+  /**
+   * The primary's internal socket behind http.workers (http/workers/): the request id and the client's address
+   * come from the forwarding worker's headers, and the worker, which answers the client, counts the request in
+   * the duration histogram and writes its access line (here: debug only).
+   */
+  forwarded?: boolean;
+  /** Request ids start with this (a worker's `w<id>-`), so that they stay unique across processes. */
+  idPrefix?: string;
 }
 
 /**
@@ -158,7 +166,7 @@ export class RegistryServer {
     const started = process.hrtime.bigint();
     const rawUrl = req.url ?? '/';
     const queryAt = rawUrl.indexOf('?');
-    const ctx = new Context(req, res, this.options.log, ++this.nextRequestId, rawUrl, queryAt);
+    const ctx = this.context(req, res, rawUrl, queryAt);
     const socketState = req.httpVersionMajor === 1 ? this.sockets.get(req.socket) : undefined;
     if (socketState) socketState.active++;
     // Every answer, errors included: a browser must never guess HTML out of a blob or an error body (finding 9).
@@ -180,6 +188,14 @@ export class RegistryServer {
       }
       this.accessLog(ctx, started);
     }
+  }
+
+  private context(req: Request, res: Response, rawUrl: string, queryAt: number): Context {
+    const { log, forwarded, idPrefix } = this.options;
+    const n = ++this.nextRequestId;
+    if (!forwarded) return new Context(req, res, log, idPrefix === undefined ? n : `${idPrefix}${n}`, rawUrl, queryAt);
+    // Only workers reach this socket (mode 0600): their headers are trusted here, and only here.
+    return new Context(req, res, log, header(req, REQUEST_HEADER) ?? `p${n}`, rawUrl, queryAt, header(req, CLIENT_HEADER) ?? '');
   }
 
   /** Maps any error to the registry JSON body, or cuts the response if its headers already went out. */
@@ -226,21 +242,22 @@ export class RegistryServer {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const status = ctx.res.statusCode;
     const method = METHOD_LABELS.has(ctx.method) ? ctx.method : 'other';
-    this.options.metrics.httpDuration.observe({ method, status: String(status) }, seconds);
-    if (!this.options.log.isLevelEnabled('info')) return;
-    ctx.info(
-      {
-        method: ctx.method,
-        path: ctx.path,
-        ...(ctx.query ? { query: ctx.query } : {}),
-        status,
-        bytes: ctx.bytes,
-        ms: Math.round(seconds * 1e4) / 10,
-        cache: ctx.cache,
-        registry: ctx.registry,
-      },
-      'request',
-    );
+    const { forwarded, log } = this.options;
+    if (!forwarded) this.options.metrics.httpDuration.observe({ method, status: String(status) }, seconds);
+    if (!log.isLevelEnabled(forwarded ? 'debug' : 'info')) return;
+    const fields = {
+      method: ctx.method,
+      path: ctx.path,
+      ...(ctx.query ? { query: ctx.query } : {}),
+      status,
+      bytes: ctx.bytes,
+      ms: Math.round(seconds * 1e4) / 10,
+      cache: ctx.cache,
+      registry: ctx.registry,
+      ...(ctx.via ? { via: ctx.via } : {}),
+    };
+    if (forwarded) ctx.log.debug(fields, 'forwarded request');
+    else ctx.info(fields, 'request');
   }
 }
 
