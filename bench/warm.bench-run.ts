@@ -2,7 +2,9 @@
 // 10 s, against regmirror and against nginx with one worker and with `auto` (one per core), in one run.
 // Quicker than `npm run bench` (no cold path, no distribution): `npm run bench:warm`. Output: a table on stdout
 // and bench/results-warm.json. BENCH_WARM_LOG=info runs regmirror at its default log level (one access log line
-// per request; the full bench runs it at warn); BENCH_WARM_WORKERS=1,auto compares config `http.workers` values.
+// per request; the full bench runs it at warn); BENCH_WARM_WORKERS (default 1,auto) lists the `http.workers`
+// values compared (auto: one per core, the same count as "nginx auto"). CPU and RSS are summed over each target's
+// process tree (regmirror's primary and workers, nginx's master and workers).
 import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
@@ -19,7 +21,7 @@ const MANIFEST_ACCEPT = 'application/vnd.docker.distribution.manifest.v2+json';
 const LOG_LEVEL = process.env.BENCH_WARM_LOG ?? 'warn';
 /** BENCH_WARM_LOGSINK=slow-pipe: regmirror's stdout is a pipe read at 4 MB/s, as a log shipper might. */
 const LOG_SINK = (process.env.BENCH_WARM_LOGSINK ?? 'null') as LogSink;
-const WORKERS = (process.env.BENCH_WARM_WORKERS ?? '1').split(',');
+const WORKERS = (process.env.BENCH_WARM_WORKERS ?? '1,auto').split(',');
 /** BENCH_WARM_NGINX=0: regmirror only (profiling runs: BENCH_PROF=1 writes a CPU profile per process). */
 const NGINX = process.env.BENCH_WARM_NGINX !== '0';
 /** BENCH_WARM_LOADS=manifest or blob: one load only, so a profile holds one kind of request. */
@@ -127,8 +129,10 @@ test.skipIf(BIG)('warm serving under wrk: regmirror vs nginx (1 worker, auto)', 
     for (const [label, start] of NGINX ? starts : starts.filter(([l]) => l.startsWith('regmirror'))) {
       const target = await start();
       try {
-        // New connections each time: the prototype's processes (round robin by connection) each warm their own copy.
-        for (let i = 0; i < (label.includes('prototype') ? 4 * PROTOTYPE : 1); i++) {
+        // New connections each time: the prototype's processes and http.workers (round robin by connection) each
+        // warm their own copy (a worker learns a digest from the primary's first answer for it).
+        const warmRounds = label.includes('prototype') ? 4 * PROTOTYPE : label.includes('workers=1 ') ? 1 : 8;
+        for (let i = 0; i < warmRounds; i++) {
           await pull(target.url, REPO, TAG, { dispatcher: new Agent() });
           await streamOnce(`${target.url}${paths.blob}`, 30_000);
         }

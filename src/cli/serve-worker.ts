@@ -7,9 +7,12 @@ import type { ToPrimary, ToWorker } from '../http/workers/ipc.js';
 import { AccessReport } from '../http/workers/ipc.js';
 import { stdoutDestination } from './log-destination.js';
 
-const send = (message: ToPrimary): void => {
-  if (process.connected) process.send?.(message);
-};
+/** Resolves once the channel took the message; without a primary, at once (there is nobody to tell). */
+const send = (message: ToPrimary): Promise<void> =>
+  new Promise((resolve) => {
+    if (!process.connected || !process.send) return resolve();
+    process.send(message, undefined, {}, () => resolve());
+  });
 
 async function run(start: Extract<ToWorker, { type: 'regmirror:start' }>): Promise<void> {
   const { config, socketPath } = start;
@@ -23,7 +26,7 @@ async function run(start: Extract<ToWorker, { type: 'regmirror:start' }>): Promi
   process.on('message', (message: ToWorker) => {
     if (message.type !== 'regmirror:scrape') return;
     front.metrics.registry.getMetricsAsJSON().then(
-      (metrics) => send({ type: 'regmirror:metrics', id: message.id, metrics }),
+      (metrics) => void send({ type: 'regmirror:metrics', id: message.id, metrics }),
       (err: unknown) => log.warn({ err }, 'metrics not collected'),
     );
   });
@@ -33,16 +36,16 @@ async function run(start: Extract<ToWorker, { type: 'regmirror:start' }>): Promi
     if (stopping) return;
     stopping = true;
     log.info({ reason }, 'worker stopping');
-    front.close().then(
-      () => {
-        report.close();
-        process.exit(0);
-      },
-      (err: unknown) => {
-        log.error({ err }, 'worker shutdown failed');
-        process.exit(1);
-      },
-    );
+    front
+      .close()
+      .then(() => report.close())
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log.error({ err }, 'worker shutdown failed');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
@@ -57,4 +60,4 @@ process.once('message', (message: ToWorker) => {
     process.exit(1);
   });
 });
-send({ type: 'regmirror:ready' });
+void send({ type: 'regmirror:ready' });

@@ -11,6 +11,7 @@ export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly string[]
   { env: 'REGMIRROR_UPSTREAM', path: ['upstream', 'url'] },
   { env: 'REGMIRROR_LOG_LEVEL', path: ['log', 'level'] },
   { env: 'REGMIRROR_TAG_TTL', path: ['tags', 'ttl'] },
+  { env: 'REGMIRROR_HTTP_WORKERS', path: ['http', 'workers'] },
   { env: 'REGMIRROR_UPSTREAM_USERNAME', path: ['upstream', 'credentials', 'username'] },
   { env: 'REGMIRROR_UPSTREAM_PASSWORD', path: ['upstream', 'credentials', 'password'] },
 ];

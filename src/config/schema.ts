@@ -254,7 +254,10 @@ export const configSchema = z.strictObject({
        * share the port, serve stored blobs and cached manifests by digest themselves and forward the rest to the
        * one primary process that owns the index, downloads, retention and the admin socket.
        */
-      workers: z.union([z.int().min(1).max(256), z.literal('auto')]).default(1),
+      workers: z
+        // REGMIRROR_HTTP_WORKERS arrives as text.
+        .preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v), z.union([z.int().min(1).max(256), z.literal('auto')]))
+        .default(1),
     })
     .prefault({}),
   /** Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain and key. Absent: plain HTTP. */

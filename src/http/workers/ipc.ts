@@ -32,13 +32,16 @@ export function accessedDigests(message: { digests: unknown }): Digest[] {
   return Array.isArray(message.digests) ? message.digests.filter((d): d is Digest => typeof d === 'string' && isDigest(d)) : [];
 }
 
+/** How a worker sends: resolves once the message is handed to the channel (before the worker may exit). */
+export type Send = (message: ToPrimary) => Promise<void>;
+
 /** A worker's side of the access reports: digests collected, sent every ACCESS_REPORT_MS and at the end. */
 export class AccessReport {
   private readonly pending = new Set<Digest>();
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly send: (message: ToPrimary) => void) {
-    this.timer = setInterval(() => this.flush(), ACCESS_REPORT_MS);
+  constructor(private readonly send: Send) {
+    this.timer = setInterval(() => void this.flush(), ACCESS_REPORT_MS);
     this.timer.unref();
   }
 
@@ -46,15 +49,16 @@ export class AccessReport {
     if (this.pending.size < ACCESS_REPORT_MAX) this.pending.add(digest);
   }
 
-  flush(): void {
-    if (this.pending.size === 0) return;
+  flush(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
     const digests = [...this.pending];
     this.pending.clear();
-    this.send({ type: 'regmirror:accessed', digests });
+    return this.send({ type: 'regmirror:accessed', digests });
   }
 
-  close(): void {
+  /** The last report, sent before the worker exits (its accesses would be lost otherwise). */
+  close(): Promise<void> {
     clearInterval(this.timer);
-    this.flush();
+    return this.flush();
   }
 }
