@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../../test/fixtures/registry.js';
 import type { BuiltImage } from '../../test/fixtures/images.js';
 
-export type TargetName = 'regmirror' | 'distribution' | 'nginx' | 'nginx-auto';
+export type TargetName = 'regmirror' | 'regmirror-auto' | 'distribution' | 'nginx' | 'nginx-auto';
 
 export interface Target {
   name: TargetName;
@@ -146,7 +146,7 @@ export async function startRegmirror(upstream: string, o: RegmirrorOptions = {})
   // The allocator settings the Dockerfile ships with (see there): regmirror as it is deployed.
   const env: NodeJS.ProcessEnv = { ...process.env, REGMIRROR_TAG_TTL: '1h', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_ARENA_MAX: '2' };
   if (o.workers !== undefined) env.REGMIRROR_HTTP_WORKERS = o.workers;
-  return launch('regmirror', process.execPath, args, env, port, dir, o.logSink);
+  return launch(o.workers === 'auto' ? 'regmirror-auto' : 'regmirror', process.execPath, args, env, port, dir, o.logSink);
 }
 
 export async function startDistributionProxy(upstream: string): Promise<Target> {
