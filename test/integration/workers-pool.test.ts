@@ -1,0 +1,71 @@
+// The primary's side of http.workers in-process (http/workers/pool.ts): real workers forked from dist/ in front
+// of a mirror in this process, scraped for /metrics, restarted when one dies, stopped on close.
+import cluster from 'node:cluster';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMirror, type Mirror } from '../../src/app.js';
+import { parseConfig } from '../../src/config/load.js';
+import { WorkerPool } from '../../src/http/workers/pool.js';
+import { freePort } from '../fixtures/registry.js';
+
+const POLLS = 200;
+const POLL_MS = 25;
+const alive = () => Object.values(cluster.workers ?? {}).filter((w) => w && !w.isDead());
+
+let dir: string;
+let mirror: Mirror;
+let pool: WorkerPool;
+let url: string;
+let failed = 0;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'regmirror-pool-'));
+  const port = await freePort();
+  url = `http://127.0.0.1:${port}`;
+  const config = parseConfig({ listen: `127.0.0.1:${port}`, dataDir: dir, upstream: { url: 'none' }, log: { level: 'silent' }, shutdownTimeout: '2s', http: { workers: 2 } });
+  const log = pino({ level: 'silent' });
+  pool = new WorkerPool({ count: 2, exec: join(process.cwd(), 'dist/src/cli/serve-worker.js'), config, log, accessed: () => undefined, failed: () => failed++ });
+  mirror = await createMirror(config, log, { peerMetrics: () => pool.scrape() });
+  pool.socketPath = await mirror.listenPrimary(64);
+  await pool.start();
+});
+
+afterAll(async () => {
+  await pool?.close(2000);
+  await mirror?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('the workers of a primary', () => {
+  it('serve the port and report their metrics', async () => {
+    const res = await request(`${url}/v2/`);
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    expect(await pool.scrape()).toHaveLength(2);
+  });
+
+  it('restarts a worker that dies', async () => {
+    const [victim] = alive();
+    victim?.process.kill('SIGKILL');
+    let listening = 0;
+    for (let i = 0; i < POLLS && listening < 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      listening = alive().filter((w) => w !== victim).length === 2 ? (await pool.scrape()).length : 0;
+    }
+    expect(listening).toBe(2);
+    expect(failed).toBe(0);
+    const res = await request(`${url}/v2/`);
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+  });
+
+  it('stops every worker on close', async () => {
+    await pool.close(2000);
+    expect(alive()).toEqual([]);
+    expect(await pool.scrape()).toEqual([]);
+  });
+});
