@@ -40,6 +40,11 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
+/** Waits (bounded) until no download runs: a fill records its blob just after its client has the last byte. */
+async function settled(): Promise<void> {
+  for (let i = 0; i < 200 && (await mirror.metrics.fillsInFlight.get()).values[0]?.value !== 0; i++) await new Promise((resolve) => setTimeout(resolve, 25));
+}
+
 const get = async (path: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET') => {
   const res = await request(`${url}${path}`, { method, headers: { accept: DOCKER_ACCEPT, ...headers } });
   return { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) };
@@ -68,6 +73,7 @@ describe('a worker in front of the primary', () => {
   it('serves a known blob from its file with Range, and a removed one again through the primary', async () => {
     const layer = inject('images').schema2.platforms[0]?.layers.at(-1) as { digest: string; size: number };
     expect(await getBlob(url, 'library/schema2', layer.digest)).toBe(layer.size);
+    await settled();
     front.reset();
     const part = await get(`/v2/library/schema2/blobs/${layer.digest}`, { range: 'bytes=10-19' });
     expect([part.status, part.headers['content-range'], part.body.length]).toEqual([206, `bytes 10-19/${layer.size}`, 10]);
@@ -77,6 +83,7 @@ describe('a worker in front of the primary', () => {
     const hex = layer.digest.slice('sha256:'.length);
     await rm(join(dir, 'blobs', 'sha256', hex.slice(0, 2), hex));
     expect(await getBlob(url, 'library/schema2', layer.digest)).toBe(layer.size);
+    await settled();
   });
 
   it('never answers a repository it has not seen the digest in from memory: the primary decides', async () => {

@@ -49,6 +49,15 @@ async function logged(match: (line: Record<string, unknown>) => boolean, count =
   return lines.filter(match);
 }
 
+/** Waits (bounded) until no download runs: a fill records its blob just after its client has the last byte. */
+async function settled(): Promise<void> {
+  for (let i = 0; i < POLLS; i++) {
+    const text = await fresh((agent) => request(`${url}/metrics`, { dispatcher: agent }).then((r) => r.body.text()));
+    if (metricValue(text, 'regmirror_blob_fills_in_flight') === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+}
+
 const blobLine = (digest: string, via: string) => (l: Record<string, unknown>) => l.msg === 'request' && l.via === via && typeof l.path === 'string' && l.path.endsWith(digest);
 
 beforeAll(async () => {
@@ -92,6 +101,7 @@ describe('a mirror with http.workers: 2', () => {
   it('serves a warm blob from its file in a worker: no upstream request, no download, counted in /metrics', async () => {
     const layer = (images().schema2.platforms[0]?.layers as Array<{ digest: string; size: number }>).at(-1) as { digest: string; size: number };
     const metrics = async () => (await fresh((agent) => request(`${url}/metrics`, { dispatcher: agent }).then((r) => r.body.text())));
+    await settled();
     const before = await metrics();
     front.reset();
     // Each worker learns the digest from the primary's first answer on its side, then answers from the file.
@@ -118,6 +128,8 @@ describe('a mirror with http.workers: 2', () => {
       fresh((agent) => request(`${url}/v2/someuser/app/blobs/${digest}`, { dispatcher: agent, headers: authorization ? { authorization } : {} }).then(async (r) => (await r.body.arrayBuffer(), r.statusCode)));
     // Warm in both workers with the right user.
     for (let i = 0; i < 4; i++) expect(await get(ALICE)).toBe(200);
+    await settled();
+    for (let i = 0; i < 4; i++) expect(await get(ALICE)).toBe(200);
     expect(await logged(blobLine(digest, 'file'), 2)).not.toHaveLength(0);
     for (let i = 0; i < 4; i++) {
       expect(await get()).toBe(401);
@@ -136,6 +148,7 @@ describe('a mirror with http.workers: 2', () => {
     front.reset();
     for (let i = 0; i < 4; i++) expect(await fresh((agent) => getBlob(url, 'library/schema2', layer.digest, agent))).toBe(layer.size);
     expect(front.count({ kind: 'blob' })).toBeGreaterThanOrEqual(1);
+    await settled();
   });
 
   it('reports what workers served to the primary, and stops every process on SIGTERM', async () => {
