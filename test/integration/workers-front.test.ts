@@ -1,13 +1,14 @@
 // A worker's front (http.workers) in-process, in front of a primary in-process on its internal socket: what it
 // answers itself and what it forwards, header for header. The process tree itself is test/integration/workers.test.ts.
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createMirror, type Mirror } from '../../src/app.js';
 import { createWorkerFront, type WorkerFront } from '../../src/app-worker.js';
+import { workerCount } from '../../src/cli/serve.js';
 import { parseConfig } from '../../src/config/load.js';
 import { AccessReport, accessedDigests, isToPrimary, type ToPrimary } from '../../src/http/workers/ipc.js';
 import { startHubFront, type HubFront } from '../fixtures/hub-front.js';
@@ -104,6 +105,23 @@ describe('a worker in front of the primary', () => {
     // Durations are the worker's alone (the primary's socket does not time forwarded requests); the scrape's own
     // request ended after it was rendered.
     expect(metricValue(text, 'regmirror_http_request_duration_seconds_count')).toBe(metricValue(own, 'regmirror_http_request_duration_seconds_count') - 1);
+  });
+});
+
+describe('a worker without its primary', () => {
+  it('answers 503 UNAVAILABLE in the registry JSON, and http.workers auto is one per core', async () => {
+    const config = parseConfig({ listen: '127.0.0.1:0', dataDir: dir, upstream: { url: 'none' }, log: { level: 'silent' }, shutdownTimeout: '1s' });
+    const orphan = await createWorkerFront(config, pino({ level: 'silent' }), { socketPath: join(dir, 'no-primary.sock'), workerId: 9, accessed: () => undefined });
+    try {
+      const { port } = await orphan.listen();
+      const res = await request(`http://127.0.0.1:${port}/v2/`);
+      const body = (await res.body.json()) as { errors: Array<{ code: string }> };
+      expect([res.statusCode, body.errors[0]?.code]).toEqual([503, 'UNAVAILABLE']);
+    } finally {
+      await orphan.close();
+    }
+    expect(workerCount('auto')).toBe(availableParallelism());
+    expect(workerCount(3)).toBe(3);
   });
 });
 
