@@ -87,6 +87,21 @@ export class PrimaryLink {
     return { status: statusCode, headers, body: kept && Buffer.concat(kept) };
   }
 
+  /**
+   * The primary's answer to a HEAD of the client's request, for the worker alone (nothing reaches the client): how a
+   * worker learns it may send a file it already has, without the body crossing the socket.
+   */
+  async head(ctx: RequestContext): Promise<Pick<Forwarded, 'status' | 'headers'>> {
+    try {
+      const { statusCode, headers, body } = await this.pool.request({ path: `${ctx.path}${ctx.query}`, method: 'HEAD', headers: requestHeaders(ctx), signal: ctx.signal });
+      await body.dump();
+      return { status: statusCode, headers };
+    } catch (err) {
+      if (ctx.signal.aborted) throw new ClientGoneError();
+      throw new RegistryError('UNAVAILABLE', 'the mirror is not ready (primary process unavailable)', { cause: err });
+    }
+  }
+
   /** Waits for the requests in flight (the worker's server has drained its clients first). */
   close(): Promise<void> {
     return this.pool.close();

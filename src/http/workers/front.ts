@@ -11,7 +11,7 @@ import type { ClientAuth } from '../client-auth.js';
 import type { RequestContext } from '../context.js';
 import { admitRepository, API_VERSION, blobHeaders, decode, REPO_ROUTE, sendBlob, sendManifest, type RegistryFront } from '../routes.js';
 import type { Handler } from '../server.js';
-import type { PrimaryLink } from './forward.js';
+import type { Forwarded, PrimaryLink } from './forward.js';
 
 /** What the primary answered 200 for, per registry, repository and digest; enough to answer it again here. */
 interface Known {
@@ -58,22 +58,29 @@ export function createWorkerRoutes(deps: WorkerFrontDeps): Handler {
     // Every request, whatever is remembered: an answer the primary gave one client is no permission for another.
     const { mirror, repo } = await admitRepository(deps, ctx, match[1] ?? '');
     const key = `${mirror.name}\n${repo}\n${digest}`;
-    const entry = known.get(key);
+    const kind = endpoint === 'manifests' ? 'manifest' : 'blob';
+    let entry = known.get(key);
+    // A stored blob not yet known here: the primary's HEAD decides (no body crosses the socket), the file is sent here.
+    if (!entry && kind === 'blob' && ctx.method === 'GET' && (await deps.store.stat(digest))) {
+      entry = learn(known, key, kind, digest, await deps.primary.head(ctx), undefined);
+    }
     if (entry && (await answer(deps, ctx, digest, entry))) return;
-    const keep = endpoint === 'manifests' && ctx.method === 'GET' ? KEPT_MANIFEST_BYTES : 0;
+    const keep = kind === 'manifest' && ctx.method === 'GET' ? KEPT_MANIFEST_BYTES : 0;
     const { status, headers, body } = await deps.primary.forward(ctx, keep);
-    const mediaType = headers['content-type'];
-    // The primary served this digest for this repository: it may be served here again, after the same admission.
-    if (status !== 200 || headers['docker-content-digest'] !== digest || typeof mediaType !== 'string') return;
-    const size = Number(headers['content-length']);
-    const learned: Known = {
-      kind: endpoint === 'manifests' ? 'manifest' : 'blob',
-      mediaType,
-      size: Number.isSafeInteger(size) ? size : undefined,
-      bytes: body && body.length === size ? body : entry?.bytes,
-    };
-    if (learned.kind === 'blob' || learned.size !== undefined) known.set(key, learned);
+    learn(known, key, kind, digest, { status, headers }, body ?? entry?.bytes);
   };
+}
+
+/** The primary served this digest for this repository: it may be served here again, after the same admission. */
+function learn(known: LRUCache<string, Known>, key: string, kind: Known['kind'], digest: Digest, answer: Pick<Forwarded, 'status' | 'headers'>, bytes: Buffer | undefined): Known | undefined {
+  const { status, headers } = answer;
+  const mediaType = headers['content-type'];
+  if (status !== 200 || headers['docker-content-digest'] !== digest || typeof mediaType !== 'string') return undefined;
+  const size = Number(headers['content-length']);
+  const learned: Known = { kind, mediaType, size: Number.isSafeInteger(size) ? size : undefined, bytes: bytes?.length === size ? bytes : undefined };
+  if (learned.kind === 'manifest' && learned.size === undefined) return undefined;
+  known.set(key, learned);
+  return learned;
 }
 
 /** Answers from what is known and on disk; false when the primary must answer (a file evicted since, a body not here). */
