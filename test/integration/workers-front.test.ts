@@ -117,6 +117,11 @@ describe('a worker without its primary', () => {
       const res = await request(`http://127.0.0.1:${port}/v2/`);
       const body = (await res.body.json()) as { errors: Array<{ code: string }> };
       expect([res.statusCode, body.errors[0]?.code]).toEqual([503, 'UNAVAILABLE']);
+      // A blob whose file is here is still not sent without the primary's word for it.
+      const layer = inject('images').schema2.platforms[0]?.layers.at(-1) as { digest: string };
+      const blob = await request(`http://127.0.0.1:${port}/v2/library/schema2/blobs/${layer.digest}`);
+      await blob.body.dump();
+      expect(blob.statusCode).toBe(503);
     } finally {
       await orphan.close();
     }

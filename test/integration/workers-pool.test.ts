@@ -63,6 +63,18 @@ describe('the workers of a primary', () => {
     await res.body.dump();
   });
 
+  it('gives up after five restarts within a minute, and says so once', async () => {
+    // One restart is spent above; four more are allowed, the fifth death within the window stops restarting.
+    for (let kill = 0; kill < 10 && failed === 0; kill++) {
+      const [victim] = alive();
+      const exited = new Promise((resolve) => victim?.once('exit', resolve));
+      victim?.process.kill('SIGKILL');
+      await exited;
+      for (let i = 0; i < POLLS && failed === 0 && alive().length < 2; i++) await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+    expect(failed).toBe(1);
+  });
+
   it('stops every worker on close', async () => {
     await pool.close(2000);
     expect(alive()).toEqual([]);
