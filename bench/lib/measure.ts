@@ -29,7 +29,7 @@ async function tree(pid: number): Promise<number[]> {
   return [pid, ...(await Promise.all(ids.map(tree))).flat()];
 }
 
-async function treeCpuSeconds(pid: number): Promise<number> {
+export async function treeCpuSeconds(pid: number): Promise<number> {
   const pids = await tree(pid);
   return (await Promise.all(pids.map((p) => cpuSeconds(p).catch(() => 0)))).reduce((a, b) => a + b, 0);
 }

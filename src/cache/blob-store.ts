@@ -17,6 +17,7 @@ import type { ByteRange } from '../registry/byte-range.js';
 import { digestAlgorithm, digestHex, type Digest } from '../registry/reference.js';
 import { DiskBlobWriter } from './blob-writer.js';
 import { ensureDirectory } from './directories.js';
+import { SyncLane } from './sync-lane.js';
 
 export interface BlobInfo {
   digest: Digest;
@@ -108,6 +109,8 @@ const READ_CHUNK = 256 * 1024;
 export class DiskBlobStore implements BlobStore {
   private readonly blobsDir: string;
   private readonly tmpDir: string;
+  /** Every writer's fsyncs take turns here (see sync-lane.ts). */
+  private readonly syncs = new SyncLane();
 
   constructor(dataDir: string) {
     this.blobsDir = join(dataDir, 'blobs');
@@ -164,7 +167,7 @@ export class DiskBlobStore implements BlobStore {
   async createWriter(digest: Digest, size: number | undefined, options: BlobWriterOptions = {}): Promise<BlobWriter> {
     const spoolPath = join(this.tmpDir, `${digestHex(digest).slice(0, 16)}.${randomBytes(6).toString('hex')}`);
     const handle = await open(spoolPath, 'wx');
-    return new DiskBlobWriter(digest, size, handle, spoolPath, this.pathOf(digest), options);
+    return new DiskBlobWriter(digest, size, handle, spoolPath, this.pathOf(digest), options, this.syncs);
   }
 
   async delete(digest: Digest): Promise<void> {

@@ -8,6 +8,7 @@ import type { Digest } from '../registry/reference.js';
 import type { BlobInfo, BlobWriter, BlobWriterOptions } from './blob-store.js';
 import { DigestVerifier } from './digest-verify.js';
 import { ensureDirectory, syncDirectory } from './directories.js';
+import { SyncLane } from './sync-lane.js';
 
 export class DiskBlobWriter extends Writable implements BlobWriter {
   private handle: FileHandle | undefined;
@@ -22,6 +23,8 @@ export class DiskBlobWriter extends Writable implements BlobWriter {
     readonly spoolPath: string,
     private readonly finalPath: string,
     private readonly options: BlobWriterOptions,
+    /** Where this writer's fsyncs wait their turn: the store's, shared by all its writers. */
+    private readonly syncs: SyncLane = new SyncLane(),
   ) {
     super({ highWaterMark: 1024 * 1024 });
     this.handle = handle;
@@ -76,13 +79,15 @@ export class DiskBlobWriter extends Writable implements BlobWriter {
     try {
       this.verifier.finish();
       this.options.onVerified?.(this.written);
-      await handle.sync();
+      // Readers have every byte from here on: durability is the cache's concern, and its fsyncs take turns so
+      // they never hold all of the threads those readers need (sync-lane.ts).
+      await this.syncs.run(() => handle.sync());
       await handle.close();
       this.handle = undefined;
       const dir = join(this.finalPath, '..');
       await ensureDirectory(dir);
       await rename(this.spoolPath, this.finalPath);
-      await syncDirectory(dir);
+      await this.syncs.run(() => syncDirectory(dir));
       this.settled = true;
       return { digest: this.digest, size: this.written };
     } catch (err) {

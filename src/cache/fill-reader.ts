@@ -48,6 +48,14 @@ async function* tail(fill: FillView, store: Pick<BlobStore, 'open'>, range: Byte
         await fill.changed();
         continue;
       }
+      // While upstream is still sending, read whole chunks: the download lands in pieces of a few tens of KiB,
+      // and a read, a buffer and a socket write per piece were a good part of a cold pull's CPU (issue 16,
+      // bench/TRACE-cold.md). A chunk is ~3 ms of a 100 MB/s stream; the end of a range, and everything once
+      // the last byte is on disk, go at once.
+      if (!verified && written < (fill.size() ?? Number.POSITIVE_INFINITY) && readable < end && readable - position < CHUNK) {
+        await fill.changed();
+        continue;
+      }
       const buffer = Buffer.allocUnsafe(Math.min(CHUNK, readable - position));
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
       if (bytesRead === 0) throw new Error(`temp file of ${fill.digest} is shorter than recorded`);

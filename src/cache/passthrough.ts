@@ -39,8 +39,9 @@ export async function* passThrough(
   // A whole-blob reader is verified to the end: from scratch, or from the writer's hash over the file.
   let verifier: DigestVerifier | undefined;
   if (!range) {
-    if (position === 0) verifier = new DigestVerifier(fill.digest, size);
-    else if (handle && position <= onDisk.length && onDisk.hash) {
+    // What is on disk is reused whenever the writer's hash covers it: a reader that had not started (fill-reader.ts
+    // reads whole chunks mid-download) still takes it from the file, not again from upstream.
+    if (handle && position <= onDisk.length && onDisk.hash) {
       verifier = DigestVerifier.resume(fill.digest, size, { length: onDisk.length, hash: onDisk.hash });
       // Bytes up to `position` went out from the file; the rest of what is on disk goes out from it too.
       const gap = Buffer.allocUnsafe(onDisk.length - position);
@@ -48,6 +49,8 @@ export async function* passThrough(
       if (bytesRead !== gap.length) throw fill.error() ?? new Error('temp file shorter than written');
       if (gap.length > 0) yield gap;
       position = onDisk.length;
+    } else if (position === 0) {
+      verifier = new DigestVerifier(fill.digest, size);
     } else {
       throw fill.error() ?? new Error(`cannot go on with ${fill.digest} after the disk filled up`);
     }

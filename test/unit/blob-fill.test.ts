@@ -89,4 +89,32 @@ describe('readFill', () => {
     await new Promise((resolve) => reader.once('end', resolve));
     expect(Buffer.concat(received)).toEqual(bytes);
   });
+
+  it('reads whole chunks while upstream is still sending, and all but the last byte as soon as every byte is on disk', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'regmirror-fill-'));
+    const store = new DiskBlobStore(dir);
+    await store.init();
+    const KiB = 1024;
+    const { bytes, digest } = content(400 * KiB);
+    const writer = await store.createWriter(digest, bytes.length, { onProgress: (n) => fill.progress(n) });
+    const fill = new FillProgress(digest, bytes.length, writer.spoolPath);
+    const write = (from: number, to: number) => new Promise<void>((resolve, reject) => writer.write(bytes.subarray(from, to), (err) => (err ? reject(err) : resolve())));
+    const sizes: number[] = [];
+    const reader = readFill(fill, store);
+    reader.on('data', (chunk: Buffer) => sizes.push(chunk.length));
+    const received = () => sizes.reduce((sum, n) => sum + n, 0);
+    await write(0, 100 * KiB);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(received()).toBe(0); // less than a chunk, and more is coming
+    await write(100 * KiB, 300 * KiB);
+    await expect.poll(received).toBe(300 * KiB - 1 - ((300 * KiB - 1) % (256 * KiB)));
+    await write(300 * KiB, 400 * KiB); // the whole blob is on disk: everything but its last byte goes
+    await expect.poll(received).toBe(400 * KiB - 1);
+    await new Promise<void>((resolve) => writer.end(resolve));
+    await writer.commit(); // verifies, then releases the last byte
+    fill.succeed(bytes.length);
+    await new Promise((resolve) => reader.once('end', resolve));
+    expect(received()).toBe(bytes.length);
+    expect(sizes[0]).toBe(256 * KiB);
+  });
 });

@@ -47,6 +47,19 @@ describe('DiskBlobStore', () => {
   });
 });
 
+describe('DiskBlobStore commits', () => {
+  it('commits 8 writers finishing at once, each verified and in place, with their fsyncs taking turns', async () => {
+    const store = await diskStore();
+    const blobs = Array.from({ length: 8 }, (_, i) => content(64 * 1024 + i));
+    const writers = await Promise.all(blobs.map(({ bytes, digest }) => store.createWriter(digest, bytes.length)));
+    await Promise.all(writers.map((w, i) => pipeline(Readable.from([(blobs[i] as { bytes: Buffer }).bytes]), w)));
+    const infos = await Promise.all(writers.map((w) => w.commit()));
+    expect(infos.map((i) => i.size)).toEqual(blobs.map((b) => b.bytes.length));
+    for (const { digest, bytes } of blobs) expect((await store.stat(digest))?.size).toBe(bytes.length);
+    expect(await readdir(join(dirs[0] as string, 'tmp'))).toEqual([]);
+  });
+});
+
 describe('DiskBlobStore.init', () => {
   it('creates a nested data directory, and fails fast (no spin) where no directory can be made', async () => {
     const base = await mkdtemp(join(tmpdir(), 'regmirror-store-'));
