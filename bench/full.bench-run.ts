@@ -244,7 +244,7 @@ test('regmirror vs distribution vs nginx', async () => {
     }
     return;
   }
-    const perRun: Record<TargetName, Figures[]> = { regmirror: [], 'regmirror-auto': [], distribution: [], nginx: [], 'nginx-auto': [] };
+  const perRun: Record<TargetName, Figures[]> = { regmirror: [], 'regmirror-auto': [], distribution: [], nginx: [], 'nginx-auto': [] };
   const direct: number[] = [];
   try {
     for (let run = 0; run < RUNS; run += 1) {
