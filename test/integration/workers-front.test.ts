@@ -88,6 +88,18 @@ describe('a worker in front of the primary', () => {
     await settled();
   });
 
+  it('answers a digest known as a blob on /manifests/ as the primary does, not with the blob', async () => {
+    const layer = inject('images').schema2.platforms[0]?.layers.at(-1) as { digest: string; size: number };
+    expect(await getBlob(url, 'library/schema2', layer.digest)).toBe(layer.size);
+    expect(await getBlob(url, 'library/schema2', layer.digest)).toBe(layer.size);
+    await settled();
+    for (const method of ['GET', 'HEAD'] as const) {
+      // What the primary makes of it (upstream's answer to a manifest GET by a layer's digest), but never the layer.
+      const asManifest = await get(`/v2/library/schema2/manifests/${layer.digest}`, {}, method);
+      expect([method, asManifest.status >= 400, asManifest.headers['docker-content-digest'], asManifest.body.length < layer.size]).toEqual([method, true, undefined, true]);
+    }
+  });
+
   it('never answers a repository it has not seen the digest in from memory: the primary decides', async () => {
     const layer = inject('images').schema2.platforms[0]?.layers.at(-1) as { digest: string; size: number };
     const other = await get(`/v2/library/nothere/blobs/${layer.digest}`, {}, 'HEAD');
