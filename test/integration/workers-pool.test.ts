@@ -85,6 +85,33 @@ describe('the workers of a primary', () => {
   });
 });
 
+describe('a pool closed while it restarts a worker', () => {
+  it('forks no worker once closing, not even for the one that was starting', async () => {
+    const port = await freePort();
+    const config = parseConfig({ listen: `127.0.0.1:${port}`, dataDir: dir, upstream: { url: 'none' }, log: { level: 'silent' }, shutdownTimeout: '1s' });
+    let forked = 0;
+    const count = () => forked++;
+    cluster.on('fork', count);
+    const closing = new WorkerPool({ count: 1, exec: join(process.cwd(), 'dist/src/cli/serve-worker.js'), config, log: pino({ level: 'silent' }), accessed: () => undefined, failed: () => undefined });
+    closing.socketPath = pool.socketPath;
+    try {
+      await closing.start();
+      const [victim] = alive();
+      const exited = new Promise((resolve) => victim?.once('exit', resolve));
+      victim?.process.kill('SIGKILL');
+      await exited;
+      // Its replacement is starting: close() stops it before it listens.
+      expect(forked).toBe(2);
+      await closing.close(1000);
+      expect(forked).toBe(2);
+      expect(alive()).toEqual([]);
+    } finally {
+      cluster.off('fork', count);
+      for (const worker of alive()) worker.process.kill('SIGKILL');
+    }
+  });
+});
+
 describe('a worker process', () => {
   it('still starts when a metrics scrape reaches it before its start', async () => {
     const config = parseConfig({ listen: '127.0.0.1:0', dataDir: dir, upstream: { url: 'none' }, log: { level: 'silent' }, shutdownTimeout: '1s' });

@@ -81,6 +81,8 @@ export class WorkerPool {
   }
 
   private restart(): void {
+    // A replacement that was starting when close() began exits before it listens: that is no death to answer.
+    if (this.stopping) return;
     const now = Date.now();
     while (this.restarts.length > 0 && (this.restarts[0] as number) < now - RESTART_WINDOW_MS) this.restarts.shift();
     if (this.restarts.length >= MAX_RESTARTS) {
