@@ -1,6 +1,7 @@
 // A worker's front (http.workers) in-process, in front of a primary in-process on its internal socket: what it
 // answers itself and what it forwards, header for header. The process tree itself is test/integration/workers.test.ts.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -108,6 +109,18 @@ describe('a worker in front of the primary', () => {
     const unknown = await get(`/v2/library/schema2/blobs/sha256:${'0'.repeat(64)}`);
     expect(unknown.status).toBe(404);
     expect((JSON.parse(unknown.body.toString()) as { errors: Array<{ code: string }> }).errors[0]?.code).toBe('BLOB_UNKNOWN');
+  });
+
+  it('forwards a request that carries Expect: 100-continue (its own server has answered the 100 already)', async () => {
+    const status = await new Promise<number | undefined>((resolve, reject) => {
+      const req = httpRequest(`${url}/v2/`, { headers: { expect: '100-continue' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode));
+      });
+      req.on('error', reject);
+      req.on('continue', () => req.end());
+    });
+    expect(status).toBe(200);
   });
 
   it('sums its own counters into /metrics', async () => {
