@@ -107,7 +107,7 @@ describe('a pool closed while it restarts a worker', () => {
       expect(alive()).toEqual([]);
     } finally {
       cluster.off('fork', count);
-      for (const worker of alive()) worker.process.kill('SIGKILL');
+      for (const worker of alive()) worker?.process.kill('SIGKILL');
     }
   });
 });
