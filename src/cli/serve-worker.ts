@@ -53,8 +53,12 @@ async function run(start: Extract<ToWorker, { type: 'regmirror:start' }>): Promi
   process.on('disconnect', () => stop('primary gone'));
 }
 
-process.once('message', (message: ToWorker) => {
-  if (message.type !== 'regmirror:start') return;
+// Not `once`: a scrape may arrive before the start (the primary scrapes every worker it forked), and must not
+// use up the listener that waits for the start, which would leave this worker never listening.
+let started = false;
+process.on('message', (message: ToWorker) => {
+  if (message.type !== 'regmirror:start' || started) return;
+  started = true;
   run(message).catch((err: unknown) => {
     process.stderr.write(`regmirror worker: ${(err as Error).message}\n`);
     process.exit(1);

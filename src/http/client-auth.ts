@@ -84,7 +84,9 @@ export class ClientAuth {
       // Outside the anonymous rules, 401 rather than 403: containerd sends credentials only after a challenge.
       throw unauthorized('authentication required');
     }
-    const address = ctx.req.socket.remoteAddress ?? 'unknown';
+    // The client's address, not the socket's: behind http.workers the primary's socket is a Unix socket (no
+    // address), and one shared bucket would let any client lock every other out with ten wrong passwords.
+    const address = ctx.address ?? 'unknown';
     this.refuseIfLimited(address);
     const user = await this.authenticate(authorization);
     if (user === undefined) {

@@ -1,10 +1,12 @@
 // A worker's front (http.workers) in-process, in front of a primary in-process on its internal socket: what it
 // answers itself and what it forwards, header for header. The process tree itself is test/integration/workers.test.ts.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { request } from 'undici';
+import bcrypt from 'bcryptjs';
+import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createMirror, type Mirror } from '../../src/app.js';
 import { createWorkerFront, type WorkerFront } from '../../src/app-worker.js';
@@ -87,6 +89,18 @@ describe('a worker in front of the primary', () => {
     await settled();
   });
 
+  it('answers a digest known as a blob on /manifests/ as the primary does, not with the blob', async () => {
+    const layer = inject('images').schema2.platforms[0]?.layers.at(-1) as { digest: string; size: number };
+    expect(await getBlob(url, 'library/schema2', layer.digest)).toBe(layer.size);
+    expect(await getBlob(url, 'library/schema2', layer.digest)).toBe(layer.size);
+    await settled();
+    for (const method of ['GET', 'HEAD'] as const) {
+      // What the primary makes of it (upstream's answer to a manifest GET by a layer's digest), but never the layer.
+      const asManifest = await get(`/v2/library/schema2/manifests/${layer.digest}`, {}, method);
+      expect([method, asManifest.status >= 400, asManifest.headers['docker-content-digest'], asManifest.body.length < layer.size]).toEqual([method, true, undefined, true]);
+    }
+  });
+
   it('never answers a repository it has not seen the digest in from memory: the primary decides', async () => {
     const layer = inject('images').schema2.platforms[0]?.layers.at(-1) as { digest: string; size: number };
     const other = await get(`/v2/library/nothere/blobs/${layer.digest}`, {}, 'HEAD');
@@ -97,6 +111,18 @@ describe('a worker in front of the primary', () => {
     expect((JSON.parse(unknown.body.toString()) as { errors: Array<{ code: string }> }).errors[0]?.code).toBe('BLOB_UNKNOWN');
   });
 
+  it('forwards a request that carries Expect: 100-continue (its own server has answered the 100 already)', async () => {
+    const status = await new Promise<number | undefined>((resolve, reject) => {
+      const req = httpRequest(`${url}/v2/`, { headers: { expect: '100-continue' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode));
+      });
+      req.on('error', reject);
+      req.on('continue', () => req.end());
+    });
+    expect(status).toBe(200);
+  });
+
   it('sums its own counters into /metrics', async () => {
     const text = (await get('/metrics')).body.toString();
     const own = await worker.metrics.registry.metrics();
@@ -105,6 +131,44 @@ describe('a worker in front of the primary', () => {
     // Durations are the worker's alone (the primary's socket does not time forwarded requests); the scrape's own
     // request ended after it was rendered.
     expect(metricValue(text, 'regmirror_http_request_duration_seconds_count')).toBe(metricValue(own, 'regmirror_http_request_duration_seconds_count') - 1);
+  });
+});
+
+describe('a worker in front of a primary with client auth', () => {
+  it('limits failed logins per client address, not for every client at once (the primary sees the worker\'s address)', async () => {
+    const authDir = await mkdtemp(join(tmpdir(), 'regmirror-worker-auth-'));
+    await writeFile(join(authDir, 'htpasswd'), `alice:${bcrypt.hashSync('wonderland', 4)}\n`);
+    const config = parseConfig({
+      listen: '127.0.0.1:0',
+      dataDir: join(authDir, 'data'),
+      upstream: { url: front.url },
+      log: { level: 'silent' },
+      shutdownTimeout: '1s',
+      http: { workers: 2 },
+      auth: { htpasswd: join(authDir, 'htpasswd'), anonymous: ['docker.io/library/*'] },
+    });
+    const log = pino({ level: 'silent' });
+    const primary = await createMirror(config, log);
+    let guarded: WorkerFront | undefined;
+    // Another client address: loopback is a /8 on Linux.
+    const elsewhere = new Agent({ keepAliveTimeout: 10, localAddress: '127.0.0.2' });
+    try {
+      guarded = await createWorkerFront(config, log, { socketPath: await primary.listenPrimary(8), workerId: 1, accessed: () => undefined });
+      const { port } = await guarded.listen();
+      const login = async (password: string, dispatcher?: Agent) => {
+        const res = await request(`http://127.0.0.1:${port}/v2/`, { headers: { authorization: `Basic ${Buffer.from(`alice:${password}`).toString('base64')}` }, ...(dispatcher ? { dispatcher } : {}) });
+        await res.body.dump();
+        return res.statusCode;
+      };
+      for (let i = 0; i < 10; i++) expect(await login('wrong', elsewhere)).toBe(401);
+      expect(await login('wonderland', elsewhere)).toBe(429);
+      expect(await login('wonderland')).toBe(200);
+    } finally {
+      await elsewhere.close();
+      await guarded?.close();
+      await primary.close();
+      await rm(authDir, { recursive: true, force: true });
+    }
   });
 });
 

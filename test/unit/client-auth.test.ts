@@ -21,7 +21,7 @@ const PRIVATE = repo('ghcr.io', 'myorg/app');
 
 /** Just what ClientAuth reads of a request: its Authorization header and the client's address. */
 function request(authorization?: string, address = '10.0.0.1'): RequestContext {
-  return { req: { headers: authorization ? { authorization } : {}, socket: { remoteAddress: address } }, log } as unknown as RequestContext;
+  return { req: { headers: authorization ? { authorization } : {}, socket: { remoteAddress: address } }, address, log } as unknown as RequestContext;
 }
 
 /** The RegistryError a check throws (code, status, headers), or 'ok'. */

@@ -14,8 +14,11 @@ import { SendTimeoutError } from '../send-file.js';
  */
 export const PRIMARY_CONNECTIONS = 256;
 
-/** Per-connection headers (RFC 9110 §7.6.1), HTTP/2's own, and ours, which only a worker may set. */
-const NOT_FORWARDED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'http2-settings', 'host', CLIENT_HEADER, REQUEST_HEADER, CACHE_HEADER]);
+/**
+ * Per-connection headers (RFC 9110 §7.6.1), HTTP/2's own, and ours, which only a worker may set. `expect` too: the
+ * worker's own server has sent the 100 Continue already, and undici refuses the header (a 503 for `curl -T`).
+ */
+const NOT_FORWARDED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'http2-settings', 'host', 'expect', CLIENT_HEADER, REQUEST_HEADER, CACHE_HEADER]);
 const NOT_RETURNED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', CACHE_HEADER]);
 
 export interface Forwarded {

@@ -13,7 +13,7 @@ import { admitRepository, API_VERSION, blobHeaders, decode, REPO_ROUTE, sendBlob
 import type { Handler } from '../server.js';
 import type { Forwarded, PrimaryLink } from './forward.js';
 
-/** What the primary answered 200 for, per registry, repository and digest; enough to answer it again here. */
+/** What the primary answered 200 for, per endpoint, registry, repository and digest; enough to answer it again here. */
 interface Known {
   kind: 'blob' | 'manifest';
   mediaType: string;
@@ -57,8 +57,9 @@ export function createWorkerRoutes(deps: WorkerFrontDeps): Handler {
     }
     // Every request, whatever is remembered: an answer the primary gave one client is no permission for another.
     const { mirror, repo } = await admitRepository(deps, ctx, match[1] ?? '');
-    const key = `${mirror.name}\n${repo}\n${digest}`;
     const kind = endpoint === 'manifests' ? 'manifest' : 'blob';
+    // The endpoint too: a layer the primary sent on /blobs/ is MANIFEST_UNKNOWN on /manifests/, never the layer.
+    const key = `${kind}\n${mirror.name}\n${repo}\n${digest}`;
     let entry = known.get(key);
     // A stored blob not yet known here: the primary's HEAD decides (no body crosses the socket), the file is sent here.
     if (!entry && kind === 'blob' && ctx.method === 'GET' && (await deps.store.stat(digest))) {

@@ -30,6 +30,8 @@ export interface WorkerPoolOptions {
 
 export class WorkerPool {
   private readonly workers = new Set<Worker>();
+  /** Those of `workers` that listen: only they have the Config, and so answer a scrape. */
+  private readonly listening = new Set<Worker>();
   private readonly restarts: number[] = [];
   private readonly scrapes = new Map<number, (metrics: MetricsJson) => void>();
   private nextScrape = 0;
@@ -61,10 +63,12 @@ export class WorkerPool {
       let listening = false;
       worker.once('listening', () => {
         listening = true;
+        this.listening.add(worker);
         resolve();
       });
       worker.once('exit', (code, signal) => {
         this.workers.delete(worker);
+        this.listening.delete(worker);
         if (!listening) {
           reject(new Error(`worker ${worker.id} exited before it listened (code ${code}, signal ${signal})`));
           return;
@@ -77,6 +81,8 @@ export class WorkerPool {
   }
 
   private restart(): void {
+    // A replacement that was starting when close() began exits before it listens: that is no death to answer.
+    if (this.stopping) return;
     const now = Date.now();
     while (this.restarts.length > 0 && (this.restarts[0] as number) < now - RESTART_WINDOW_MS) this.restarts.shift();
     if (this.restarts.length >= MAX_RESTARTS) {
@@ -93,7 +99,8 @@ export class WorkerPool {
 
   /** Every worker's metrics, as getMetricsAsJSON gives them; a worker that does not answer in time is left out. */
   async scrape(): Promise<MetricsJson[]> {
-    const answers = [...this.workers].map(
+    // A worker still starting has nothing to report yet: asking it would only hold /metrics for SCRAPE_TIMEOUT_MS.
+    const answers = [...this.listening].map(
       (worker) =>
         new Promise<MetricsJson | undefined>((resolve) => {
           const id = ++this.nextScrape;
