@@ -5,7 +5,7 @@
 import { expect, test } from 'vitest';
 import { Agent } from 'undici';
 import { pull } from '../test/fixtures/puller.js';
-import { FRONT, REPO, TAG, WARMUP_REPO, startUpstream, type Upstream } from './lib/fixture.js';
+import { FRONT, REPO, TAG, WARMUP_REPO, settleDisk, startUpstream, type Upstream } from './lib/fixture.js';
 import { load, loadBodies, median, sampled, streamOnce, timed, treeCpuSeconds, wrkLoad } from './lib/measure.js';
 import { buildReport, table, writeReport, type Row } from './lib/report.js';
 import { startDistributionProxy, startNginx, startRegmirror, type Target, type TargetName } from './lib/targets.js';
@@ -60,6 +60,7 @@ function warmProcess(start: () => Promise<Target>): () => Promise<Target> {
   return async () => {
     const target = await start();
     await pull(target.url, WARMUP_REPO, TAG);
+    await settleDisk();
     return target;
   };
 }
@@ -208,6 +209,7 @@ async function cold1Only(up: Upstream): Promise<void> {
   const cpu = new Map<string, number[]>(builds.map(([name]) => [name, []]));
   for (let run = 0; run < RUNS; run += 1) {
     up.resetFront();
+    await settleDisk();
     const direct = await pullMany(up.directFront.url, 1);
     const line: string[] = [`direct ${direct.toFixed(0)} ms`];
     // Odd runs take the builds the other way round: neither always follows the direct pull.
@@ -249,6 +251,7 @@ test('regmirror vs distribution vs nginx', async () => {
   try {
     for (let run = 0; run < RUNS; run += 1) {
       up.resetFront();
+      await settleDisk();
       direct.push(await pullMany(up.directFront.url, 1));
       for (const name of TARGETS) {
         const f = await runTarget(name, up, run);
