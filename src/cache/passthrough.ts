@@ -43,12 +43,15 @@ export async function* passThrough(
     // reads whole chunks mid-download) still takes it from the file, not again from upstream.
     if (handle && position <= onDisk.length && onDisk.hash) {
       verifier = DigestVerifier.resume(fill.digest, size, { length: onDisk.length, hash: onDisk.hash });
-      // Bytes up to `position` went out from the file; the rest of what is on disk goes out from it too.
-      const gap = Buffer.allocUnsafe(onDisk.length - position);
-      const { bytesRead } = gap.length > 0 ? await handle.read(gap, 0, gap.length, position) : { bytesRead: 0 };
-      if (bytesRead !== gap.length) throw fill.error() ?? new Error('temp file shorter than written');
-      if (gap.length > 0) yield gap;
-      position = onDisk.length;
+      // Bytes up to `position` went out from the file; the rest of what is on disk goes out from it too, a chunk at
+      // a time: a reader that fell behind (or had not started) may have most of the blob still to take from it.
+      while (position < onDisk.length) {
+        const gap = Buffer.allocUnsafe(Math.min(CHUNK, onDisk.length - position));
+        const { bytesRead } = await handle.read(gap, 0, gap.length, position);
+        if (bytesRead === 0) throw fill.error() ?? new Error('temp file shorter than written');
+        position += bytesRead;
+        yield gap.subarray(0, bytesRead);
+      }
     } else if (position === 0) {
       verifier = new DigestVerifier(fill.digest, size);
     } else {

@@ -118,3 +118,28 @@ describe('readFill', () => {
     expect(sizes[0]).toBe(256 * KiB);
   });
 });
+
+describe('readFill from a slow upstream', () => {
+  it('sends what is on disk once it has waited its hold for a whole chunk, so a trickling download never goes silent', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'regmirror-fill-'));
+    const store = new DiskBlobStore(dir);
+    await store.init();
+    const { bytes, digest } = content(400 * 1024);
+    const writer = await store.createWriter(digest, bytes.length, { onProgress: (n) => fill.progress(n) });
+    const fill = new FillProgress(digest, bytes.length, writer.spoolPath);
+    const write = (from: number, to: number) => new Promise<void>((resolve, reject) => writer.write(bytes.subarray(from, to), (err) => (err ? reject(err) : resolve())));
+    const received: Buffer[] = [];
+    const reader = readFill(fill, store, undefined, undefined, { holdMs: 50 });
+    reader.on('data', (chunk: Buffer) => received.push(chunk));
+    const failed = new Promise((resolve) => reader.once('error', resolve));
+    // 10 KiB, then nothing more for now: a chunk would take upstream far longer than the hold (or the send timeout).
+    await write(0, 10 * 1024);
+    await expect.poll(() => Buffer.concat(received).length, { timeout: 2_000 }).toBe(10 * 1024 - 1);
+    await write(10 * 1024, 30 * 1024);
+    await expect.poll(() => Buffer.concat(received).length, { timeout: 2_000 }).toBe(30 * 1024 - 1);
+    expect(Buffer.concat(received).equals(bytes.subarray(0, 30 * 1024 - 1))).toBe(true);
+    await writer.abort();
+    fill.fail(new Error('upstream cut'));
+    await failed;
+  });
+});

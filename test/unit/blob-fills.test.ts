@@ -246,6 +246,29 @@ describe('BlobFills on a full disk', () => {
     expect(await counter(metrics.fillResumes)).toBe(0);
   });
 
+  it('hands a reader that fell behind the bytes on disk the rest of the temp file in chunks, not in one buffer of it all', async () => {
+    const { fills, upstream } = await setup({ diskBytes: 1_500_000 });
+    const { bytes, digest } = content(2_000_000);
+    upstream.add(digest, bytes);
+    const joined = await fills.join(repo, digest, source);
+    if (!joined) throw new Error('upstream has no such blob');
+    const reader = joined.fill.read();
+    const chunks: Buffer[] = [];
+    // Its client takes the first chunk, then stops reading (the temp file is open) until the disk has filled up.
+    reader.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      if (chunks.length === 1) reader.pause();
+    });
+    await expect.poll(() => chunks.length).toBe(1);
+    await fills.settled(digest);
+    const ended = new Promise((resolve, reject) => reader.once('end', resolve).once('error', reject));
+    reader.resume();
+    await ended;
+    expect(Buffer.concat(chunks).equals(bytes)).toBe(true);
+    // What a slow client holds in memory stays a chunk, however much of the blob reached the disk.
+    expect(Math.max(...chunks.map((c) => c.length))).toBeLessThanOrEqual(256 * 1024);
+  });
+
   it('fails a whole-blob reader without its last byte when upstream sends wrong bytes after the disk filled up', async () => {
     const { fills, upstream, metrics } = await setup({ diskBytes: 100_000 });
     const { bytes, digest } = content(300_000);
