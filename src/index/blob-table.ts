@@ -71,11 +71,10 @@ export class BlobTableBuilder {
   }
 
   finish(): BlobTable {
-    // Trimmed to what was found: the arrays are the table's memory for its life.
+    // Views, not copies: the capacity is the index's record count, so there is little to trim, and a copy
+    // doubled the table's memory at its peak (freed, but not given back to the system: RSS at rest).
     const n = this.count;
-    const hashes = Buffer.allocUnsafeSlow(n * HASH);
-    this.hashes.copy(hashes, 0, 0, n * HASH);
-    return new BlobTable(hashes, this.sizes.slice(0, n), this.codes.slice(0, n), this.types, this.extra);
+    return new BlobTable(this.hashes.subarray(0, n * HASH), this.sizes.subarray(0, n), this.codes.subarray(0, n), this.types, this.extra);
   }
 
   private grow(): void {
