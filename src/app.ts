@@ -127,6 +127,12 @@ async function openCache(config: Config, log: Logger, options: CacheOptions = {}
   const usage = await index.loadUsage();
   metrics.setUsageSource(() => index.usage);
   log.info({ storedBytes: usage.bytes, storedBlobs: usage.count, recounted: usage.recounted }, 'index open');
+  // In the background: opening reads nothing proportional to the cache; HEADs read the index until it is built.
+  const tableStart = performance.now();
+  index.buildTable(config.cache.blobTableEntries).then(
+    () => log.info({ state: index.tableState, bytes: index.tableBytes, ms: Math.round(performance.now() - tableStart) }, 'blob table built'),
+    (err: unknown) => log.warn({ err }, 'blob table not built'),
+  );
   const inUse = new InUse();
   // Manifests answered before their file is written, by digest, for every registry: retention follows them too.
   const storing = new Map<Digest, PendingManifest>();
@@ -160,6 +166,7 @@ async function openCache(config: Config, log: Logger, options: CacheOptions = {}
       // Manifests answered before their file was written: written (or given up) before the index closes.
       await Promise.all([...registries.values()].map((r) => r.manifests.stored()));
       await flush();
+      await index.stopTable();
       // Every client closes, and the index with them, whatever one of them says.
       await Promise.allSettled([...registries.values()].map((r) => r.upstream.close()));
       await db.close();

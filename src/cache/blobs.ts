@@ -71,7 +71,7 @@ export class BlobCache {
   /** The verified local copy, if any. A record whose file vanished is dropped and reported as absent. */
   async lookup(digest: Digest): Promise<BlobHandle | undefined> {
     const { index, store, inUse } = this.deps;
-    const record = await index.get(digest);
+    const record = await index.headOf(digest);
     if (!record) return undefined;
     const opened = await store.open(digest);
     if (!opened) {
@@ -119,7 +119,8 @@ export class BlobCache {
   /** What a HEAD needs: from the index, or upstream's HEAD (which starts no download). */
   async head(repo: Repository, digest: Digest, client: ClientAbort = DETACHED): Promise<(BlobMeta & { source: BlobSource }) | undefined> {
     const { index, upstream, guard } = this.deps;
-    const record = await index.get(digest);
+    // From the in-memory table once it is built: a HEAD reads no disk (issue 16, point 4).
+    const record = await index.headOf(digest);
     if (record) {
       if (guard && !(await guard.holds(repo, digest, record.manifest ? 'manifest' : 'blob', client))) return undefined;
       return { size: record.size, mediaType: record.mediaType, manifest: record.manifest, source: 'hit' };

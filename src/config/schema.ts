@@ -209,6 +209,12 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** Hot metadata (blob, manifest and tag records) kept in memory. */
       metadataEntries: z.int().min(100).max(10_000_000).default(50_000),
+      /**
+       * Blobs whose presence, size and type are kept in a compact table (42 bytes each: 2,000,000 ≈ 80 MiB) so
+       * that a blob HEAD reads no disk; built in the background after start. An index with more records than
+       * this keeps none, and HEADs outside the hot metadata read the index.
+       */
+      blobTableEntries: z.int().min(0).max(50_000_000).default(2_000_000),
       /** Manifest bodies kept in memory, by total bytes. */
       manifestMemoryBytes: z.int().min(0).default(64 * 2 ** 20),
       /**

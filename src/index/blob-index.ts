@@ -9,6 +9,7 @@
 // the totals were kept is summed once at open and the record written; `fsck` checks them against the records.
 import { LRUCache } from 'lru-cache';
 import type { Digest } from '../registry/reference.js';
+import { BlobTableBuilder, type BlobMeta, type BlobTable } from './blob-table.js';
 import { sublevel, type IndexDb } from './db.js';
 import { FLUSH_CHUNK, yieldToServing } from './tag-index.js';
 
@@ -31,6 +32,13 @@ export interface StoreUsage {
 /** The key of the totals record in the `meta` sublevel. */
 export const USAGE_KEY = 'usage';
 
+/** Records read per step of the table's build; serving runs between steps. */
+const TABLE_CHUNK = 1024;
+/** Records added to a built table before it is built again (a Map entry costs ~5× a base entry). */
+const TABLE_ADDED_MIN = 65_536;
+
+export type TableState = 'off' | 'building' | 'ready' | 'too-large';
+
 export class BlobIndex {
   private readonly root: IndexDb;
   private readonly db;
@@ -41,6 +49,14 @@ export class BlobIndex {
   private totals: StoreUsage = { bytes: 0, count: 0 };
   /** The tail of the record writes, which run one at a time (see the header). */
   private writes: Promise<unknown> = Promise.resolve();
+  /** Presence, size and type of every sha256 record, once built (blob-table.ts). */
+  private table: BlobTable | undefined;
+  /** While a build scans: every record change since it began (null: removed), applied when it ends. */
+  private pending: Map<Digest, BlobMeta | null> | undefined;
+  private building: Promise<void> | undefined;
+  private tableMax = 0;
+  private tableStopped = false;
+  private tableTooLarge = false;
 
   constructor(db: IndexDb, hotEntries: number) {
     this.root = db;
@@ -92,6 +108,97 @@ export class BlobIndex {
     return { ...this.totals };
   }
 
+  /**
+   * What a HEAD needs, without a disk read once the table is built (for sha256 digests); else from the hot
+   * records or the index, as `get`.
+   */
+  async headOf(digest: Digest): Promise<BlobMeta | undefined> {
+    const { table } = this;
+    if (table?.covers(digest)) return table.get(digest);
+    const record = await this.get(digest);
+    return record && { size: record.size, mediaType: record.mediaType, manifest: record.manifest };
+  }
+
+  get tableState(): TableState {
+    if (this.table) return 'ready';
+    if (this.building) return 'building';
+    return this.tableTooLarge ? 'too-large' : 'off';
+  }
+
+  /** Bytes the table holds (0 when none): counted in the memory at rest. */
+  get tableBytes(): number {
+    return this.table?.bytes ?? 0;
+  }
+
+  /**
+   * Builds the table in the background: one scan of the records, a chunk at a time. Not when the index holds
+   * more than `maxEntries` records (then, or if the table outgrows that, HEADs read the index as before).
+   * Resolves when built (or given up); `stopTable` ends it early.
+   */
+  buildTable(maxEntries: number): Promise<void> {
+    this.tableMax = maxEntries;
+    this.building ??= this.scanTable().finally(() => (this.building = undefined));
+    return this.building;
+  }
+
+  /** Stops a build under way (before the database closes) and keeps the table from being built again. */
+  async stopTable(): Promise<void> {
+    this.tableStopped = true;
+    await this.building;
+  }
+
+  private async scanTable(): Promise<void> {
+    if (this.tableStopped) return;
+    if (this.totals.count > this.tableMax) {
+      this.table = undefined;
+      this.tableTooLarge = true;
+      return;
+    }
+    const pending = new Map<Digest, BlobMeta | null>();
+    this.pending = pending;
+    const builder = new BlobTableBuilder(this.totals.count);
+    // The iterator reads a snapshot taken now: changes from here on are in `pending`, applied after it.
+    const iterator = this.db.iterator();
+    let ordered = true;
+    try {
+      for (;;) {
+        const entries = await iterator.nextv(TABLE_CHUNK);
+        if (entries.length === 0 || this.tableStopped) break;
+        for (const [digest, record] of entries) ordered &&= builder.add(digest as Digest, record);
+        if (!ordered) break;
+        await yieldToServing();
+      }
+    } finally {
+      await iterator.close();
+      this.pending = undefined;
+    }
+    if (!ordered || this.tableStopped) return;
+    const table = builder.finish();
+    for (const [digest, meta] of pending) {
+      if (meta) table.set(digest, meta);
+      else table.delete(digest);
+    }
+    this.table = table;
+    this.tableTooLarge = false;
+  }
+
+  /** Every committed record change reaches the table and a build under way. */
+  private changed(digest: Digest, meta: BlobMeta | null): void {
+    this.pending?.set(digest, meta);
+    const { table } = this;
+    if (!table) return;
+    if (meta) table.set(digest, meta);
+    else table.delete(digest);
+    if (table.entries > this.tableMax) {
+      // Outgrew its bound: dropped, and HEADs read the index.
+      this.table = undefined;
+      this.tableTooLarge = true;
+    } else if (table.addedCount > Math.max(TABLE_ADDED_MIN, (table.entries - table.addedCount) / 8) && !this.tableStopped) {
+      // The added records go into a new base; this table answers until it is ready.
+      void this.buildTable(this.tableMax);
+    }
+  }
+
   async get(digest: Digest): Promise<BlobRecord | undefined> {
     const hot = this.hot.get(digest);
     if (hot) return hot;
@@ -119,6 +226,7 @@ export class BlobIndex {
       ]);
       this.hot.set(digest, record);
       this.totals = usage;
+      this.changed(digest, { size: record.size, mediaType: record.mediaType, manifest: record.manifest });
     });
   }
 
@@ -128,13 +236,17 @@ export class BlobIndex {
       const previous = await this.get(digest);
       this.hot.delete(digest);
       this.accessed.delete(digest);
-      if (!previous) return;
+      if (!previous) {
+        this.changed(digest, null);
+        return;
+      }
       const usage = { bytes: this.totals.bytes - previous.size, count: this.totals.count - 1 };
       await this.root.batch([
         { type: 'del', sublevel: this.db, key: digest },
         { type: 'put', sublevel: this.meta, key: USAGE_KEY, value: usage },
       ]);
       this.totals = usage;
+      this.changed(digest, null);
     });
   }
 
@@ -158,6 +270,7 @@ export class BlobIndex {
         { type: 'put', sublevel: this.meta, key: USAGE_KEY, value: usage },
       ]);
       this.totals = usage;
+      for (const [digest] of found) this.changed(digest, null);
       return found;
     });
   }

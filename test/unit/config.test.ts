@@ -48,6 +48,7 @@ describe('defaults', () => {
     expect(config.log.level).toBe('info');
     expect(config.cache).toEqual({
       metadataEntries: 50_000,
+      blobTableEntries: 2_000_000,
       manifestMemoryBytes: 64 * 2 ** 20,
       prefetchBlobs: 0,
       maxBytes: undefined,
