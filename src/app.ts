@@ -163,6 +163,8 @@ async function openCache(config: Config, log: Logger, options: CacheOptions = {}
     flush,
     async close() {
       await fills.abortAll();
+      // A GC or eviction under way stops at its next step: the index closes after it, not under it.
+      await retention.close();
       // Manifests answered before their file was written: written (or given up) before the index closes.
       await Promise.all([...registries.values()].map((r) => r.manifests.stored()));
       await flush();

@@ -88,6 +88,18 @@ export interface LastGc {
   bytes: number;
 }
 
+/**
+ * A pass (GC, eviction, an image removal, pinned bytes) ended early because the mirror is shutting down: never a
+ * partial answer, which could count reachable content as unreachable.
+ */
+export class RetentionClosedError extends Error {
+  readonly code = 'RETENTION_CLOSED';
+  constructor() {
+    super('retention is closed: the mirror is shutting down');
+    this.name = 'RetentionClosedError';
+  }
+}
+
 export class Retention {
   /** Undefined until the first collection since start. */
   lastGc: LastGc | undefined;
@@ -97,6 +109,9 @@ export class Retention {
   /** GCs and image removals run one at a time: each reads what is reachable, then removes the rest. */
   private sweeping: Promise<unknown> = Promise.resolve();
   private readonly now: () => number;
+  /** Every pass under way (sweeps, evictions, pinned bytes): `close` waits for them. */
+  private readonly passes = new Set<Promise<unknown>>();
+  private closed = false;
 
   constructor(private readonly deps: RetentionDeps) {
     this.now = deps.now ?? Date.now;
@@ -163,7 +178,11 @@ export class Retention {
     await this.evict(low !== undefined && usage > low ? usage - low : Math.ceil(usage / 10));
   }
 
-  private async evict(target?: number): Promise<void> {
+  private evict(target?: number): Promise<void> {
+    return this.track(() => this.evictPass(target));
+  }
+
+  private async evictPass(target?: number): Promise<void> {
     const low = this.lowMark;
     const excess = target ?? (low === undefined ? 0 : this.deps.index.usage.bytes + this.reserved - low);
     if (excess <= 0) return;
@@ -174,6 +193,7 @@ export class Retention {
     for (let scan = 0; scan < EVICTION_SCANS && freed < excess; scan++) {
       const oldest = new OldestFirst(excess - freed);
       for await (const [digest, record] of this.deps.index.entries()) {
+        this.assertOpen();
         if (pinned.has(digest) || skipped.has(digest)) continue;
         oldest.offer({ digest, size: record.size, at: this.deps.index.lastAccess(digest, record) });
       }
@@ -182,6 +202,7 @@ export class Retention {
       for (let i = 0; i < candidates.length && freed < excess; i += REMOVAL_BATCH) {
         // Requests that arrived meanwhile are served before the next batch.
         if (i > 0) await yieldToServing();
+        this.assertOpen();
         const chunk = candidates.slice(i, i + REMOVAL_BATCH);
         const removed = await this.removeMany(chunk.map((c) => c.digest));
         for (const candidate of chunk) {
@@ -251,9 +272,32 @@ export class Retention {
   }
 
   private oneAtATime<T>(run: () => Promise<T>): Promise<T> {
-    const result = this.sweeping.then(run, run);
+    const result = this.track(() => this.sweeping.then(run, run));
     this.sweeping = result.catch(() => undefined);
     return result;
+  }
+
+  /**
+   * Ends the passes under way at their next step and waits for them; none starts after. The index must not
+   * close under a pass: its iterator then fails with LEVEL_ITERATOR_NOT_OPEN (a GC of a million blobs takes
+   * ~45 s, and shutdown gives requests shutdownTimeout, 10 s, before the index closes).
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.passes.size > 0) await Promise.allSettled([...this.passes]);
+  }
+
+  private track<T>(pass: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new RetentionClosedError());
+    const running = pass();
+    this.passes.add(running);
+    const forget = (): void => void this.passes.delete(running);
+    running.then(forget, forget);
+    return running;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new RetentionClosedError();
   }
 
   private async collect(options: { dryRun: boolean }): Promise<GcReport> {
@@ -261,6 +305,7 @@ export class Retention {
     const cutoff = this.now() - this.deps.config.gcGrace;
     const removable: GcReport['removed'] = [];
     for await (const [digest, record] of this.deps.index.entries()) {
+      this.assertOpen();
       if (reachable.has(digest) || this.recent(digest, record, cutoff) || this.busy(digest)) continue;
       removable.push({ digest, size: record.size, manifest: record.manifest });
     }
@@ -268,6 +313,7 @@ export class Retention {
     if (!options.dryRun) {
       for (let i = 0; i < removable.length; i += REMOVAL_BATCH) {
         if (i > 0) await yieldToServing();
+        this.assertOpen();
         const chunk = removable.slice(i, i + REMOVAL_BATCH);
         const done = await this.removeMany(chunk.map((item) => item.digest));
         for (const item of chunk) if (done.has(item.digest)) removed.push(item);
@@ -286,10 +332,12 @@ export class Retention {
    * Bytes of what the pins keep: pinned digests and everything their stored manifests name, each digest once.
    * Walks manifests: callers cache it (the status page asks at most every ~30 s).
    */
-  async pinnedBytes(): Promise<number> {
-    let bytes = 0;
-    await this.reach(await this.pinRoots(), (record) => (bytes += record.size));
-    return bytes;
+  pinnedBytes(): Promise<number> {
+    return this.track(async () => {
+      let bytes = 0;
+      await this.reach(await this.pinRoots(), (record) => (bytes += record.size));
+      return bytes;
+    });
   }
 
   private recent(digest: Digest, record: BlobRecord, cutoff: number): boolean {
@@ -375,6 +423,7 @@ export class Retention {
     const running = new Set<Promise<void>>();
     let failure: { err: unknown } | undefined;
     for await (const root of roots) {
+      if (this.closed) failure ??= { err: new RetentionClosedError() };
       if (failure) break;
       if (reached.has(root, 'root')) continue;
       const walking: Promise<void> = this.walk([root], reached, onPresent)

@@ -189,7 +189,9 @@ export class BlobIndex {
     if (!table) return;
     if (meta) table.set(digest, meta);
     else table.delete(digest);
-    if (table.entries > this.tableMax) {
+    // The records there are, not the table's slots: a removed record's slot stays until the next build, and
+    // counting slots dropped the table for good under eviction churn at a steady count (issue 16 review).
+    if (this.totals.count > this.tableMax) {
       // Outgrew its bound: dropped, and HEADs read the index.
       this.table = undefined;
       this.tableTooLarge = true;

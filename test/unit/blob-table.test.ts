@@ -113,6 +113,22 @@ describe('BlobIndex with its table', () => {
     expect(await other.headOf(digestOf(21))).toEqual(metaOf(record(21)));
   });
 
+  it('keeps its table through removals and puts at a steady record count (removed slots are not records)', async () => {
+    const index = new BlobIndex(db, 100);
+    await index.loadUsage();
+    for (let n = 0; n < 10; n++) await index.put(digestOf(n), record(n));
+    await index.buildTable(11);
+    // Eviction and new downloads: the count stays at 10 while the base's removed slots and the added ones grow.
+    for (let n = 0; n < 5; n++) {
+      await index.delete(digestOf(n));
+      await index.put(digestOf(100 + n), record(100 + n));
+    }
+    expect(index.usage.count).toBe(10);
+    expect(index.tableState).toBe('ready');
+    expect(await index.headOf(digestOf(1))).toBeUndefined();
+    expect(await index.headOf(digestOf(104))).toEqual(metaOf(record(104)));
+  });
+
   it('stops a build when asked, before the database closes', async () => {
     const index = new BlobIndex(db, 100);
     await index.loadUsage();
