@@ -110,6 +110,19 @@ export interface CacheOptions {
   now?: () => number;
 }
 
+/**
+ * Builds the blob table in the background: opening reads nothing proportional to the cache, and HEADs read the
+ * index until it is built. Only a serving mirror builds it: a one-shot command (`ls`, `gc` on a stopped mirror)
+ * would scan the whole index and hold 42 bytes a blob for nothing.
+ */
+function startBlobTable(index: BlobIndex, config: Config, log: Logger): void {
+  const started = performance.now();
+  index.buildTable(config.cache.blobTableEntries).then(
+    () => log.info({ state: index.tableState, bytes: index.tableBytes, ms: Math.round(performance.now() - started) }, 'blob table built'),
+    (err: unknown) => log.warn({ err }, 'blob table not built'),
+  );
+}
+
 /** Opens the data directory (removing temp files of interrupted downloads) and wires the cache together. */
 async function openCache(config: Config, log: Logger, options: CacheOptions = {}): Promise<Cache> {
   const metrics = new Metrics(new Registry());
@@ -127,12 +140,6 @@ async function openCache(config: Config, log: Logger, options: CacheOptions = {}
   const usage = await index.loadUsage();
   metrics.setUsageSource(() => index.usage);
   log.info({ storedBytes: usage.bytes, storedBlobs: usage.count, recounted: usage.recounted }, 'index open');
-  // In the background: opening reads nothing proportional to the cache; HEADs read the index until it is built.
-  const tableStart = performance.now();
-  index.buildTable(config.cache.blobTableEntries).then(
-    () => log.info({ state: index.tableState, bytes: index.tableBytes, ms: Math.round(performance.now() - tableStart) }, 'blob table built'),
-    (err: unknown) => log.warn({ err }, 'blob table not built'),
-  );
   const inUse = new InUse();
   // Manifests answered before their file is written, by digest, for every registry: retention follows them too.
   const storing = new Map<Digest, PendingManifest>();
@@ -301,6 +308,7 @@ export async function createMirror(config: Config, log: Logger, options: MirrorO
   // So does an unreadable htpasswd file: a mirror meant to be private never starts open.
   const auth = config.auth && (await ClientAuth.open(config.auth, log.child({ module: 'auth' }), options.now));
   const cache = await openCache(config, log, options);
+  startBlobTable(cache.index, config, log);
   const { metrics, db, retention, registries } = cache;
   const flush = (): Promise<void> => cache.flush();
   const summary = config.status.page ? configSummary(config, registriesOf(config).list) : undefined;
