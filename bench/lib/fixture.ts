@@ -17,10 +17,10 @@ const FRONT_BANDWIDTH = 100e6;
 const FRONT_LATENCY_MS = 20;
 
 /**
- * Flushes the writes the machine still owes its disk before a timed cold pull. Here the upstream registry (the
- * setup's 1 GiB push) and earlier scenarios share the mirror's disk, which in production they do not: a blob's
- * fsync then waits behind their writeback (cold ÷ direct 1.31 with the 1 GiB blob against 1.10 without it, same
- * build). The direct pull is preceded by the same flush.
+ * Flushes the writes the machine still owes its disk before a timed cold pull (and before its direct pull). Here
+ * the upstream registry (the setup's 1 GiB push) and earlier scenarios share the mirror's disk, which in
+ * production they do not, so each timed pull starts from the same disk state. Measured side by side it did not
+ * move cold ÷ direct (bench/TRACE-cold.md, round 3): it keeps a setup artefact out, it is not a speed-up.
  */
 export async function settleDisk(): Promise<void> {
   await promisify(execFile)('sync');
