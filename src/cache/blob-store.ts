@@ -17,7 +17,7 @@ import type { ByteRange } from '../registry/byte-range.js';
 import { digestAlgorithm, digestHex, type Digest } from '../registry/reference.js';
 import { DiskBlobWriter } from './blob-writer.js';
 import { ensureDirectory } from './directories.js';
-import { SyncLane } from './sync-lane.js';
+import { Lane } from './lane.js';
 
 export interface BlobInfo {
   digest: Digest;
@@ -109,8 +109,8 @@ const READ_CHUNK = 256 * 1024;
 export class DiskBlobStore implements BlobStore {
   private readonly blobsDir: string;
   private readonly tmpDir: string;
-  /** Every writer's fsyncs take turns here (see sync-lane.ts). */
-  private readonly syncs = new SyncLane();
+  /** Every writer's fsyncs take turns here (see lane.ts). */
+  private readonly syncs = new Lane();
 
   constructor(dataDir: string) {
     this.blobsDir = join(dataDir, 'blobs');

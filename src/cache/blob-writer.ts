@@ -8,7 +8,7 @@ import type { Digest } from '../registry/reference.js';
 import type { BlobInfo, BlobWriter, BlobWriterOptions } from './blob-store.js';
 import { DigestVerifier } from './digest-verify.js';
 import { ensureDirectory, syncDirectory } from './directories.js';
-import { SyncLane } from './sync-lane.js';
+import { Lane } from './lane.js';
 
 export class DiskBlobWriter extends Writable implements BlobWriter {
   private handle: FileHandle | undefined;
@@ -24,7 +24,7 @@ export class DiskBlobWriter extends Writable implements BlobWriter {
     private readonly finalPath: string,
     private readonly options: BlobWriterOptions,
     /** Where this writer's fsyncs wait their turn: the store's, shared by all its writers. */
-    private readonly syncs: SyncLane = new SyncLane(),
+    private readonly syncs: Lane = new Lane(),
   ) {
     super({ highWaterMark: 1024 * 1024 });
     this.handle = handle;
@@ -80,7 +80,7 @@ export class DiskBlobWriter extends Writable implements BlobWriter {
       this.verifier.finish();
       this.options.onVerified?.(this.written);
       // Readers have every byte from here on: durability is the cache's concern, and its fsyncs take turns so
-      // they never hold all of the threads those readers need (sync-lane.ts).
+      // they never hold all of the threads those readers need (lane.ts).
       await this.syncs.run(() => handle.sync());
       await handle.close();
       this.handle = undefined;

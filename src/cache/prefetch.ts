@@ -10,6 +10,7 @@ import type { Digest, Repository } from '../registry/reference.js';
 import type { FetchedManifest } from '../upstream/upstream.js';
 import type { BlobCache } from './blobs.js';
 import type { BlobFills } from './fills.js';
+import { Lane } from './lane.js';
 import type { Retention } from './retention.js';
 
 export interface BlobPrefetchDeps {
@@ -29,12 +30,14 @@ function distributable(d: Descriptor): boolean {
 }
 
 export class BlobPrefetch {
-  private running = 0;
-  private readonly waiting: Array<() => void> = [];
+  /** `limit` downloads at a time: a slot is held until its download ends, so it bounds downloads, not requests. */
+  private readonly lane: Lane;
   /** Manifests whose blobs are being prefetched: several clients asking for one manifest start it once. */
   private readonly manifests = new Set<Digest>();
 
-  constructor(private readonly deps: BlobPrefetchDeps) {}
+  constructor(private readonly deps: BlobPrefetchDeps) {
+    this.lane = new Lane(deps.limit);
+  }
 
   /** Starts, detached, the downloads of what an image manifest names. An index names platforms, not blobs: nothing. */
   start(repo: Repository, manifest: FetchedManifest): void {
@@ -46,38 +49,21 @@ export class BlobPrefetch {
     void Promise.all(blobs.map((d) => this.one(repo, d))).finally(() => this.manifests.delete(manifest.digest));
   }
 
-  private async one(repo: Repository, d: Descriptor): Promise<void> {
-    await this.slot();
-    try {
-      // Stored already, or its download just ended: nothing to do. One already running is joined below.
-      if (await this.deps.index.get(d.digest)) return;
-      if (this.deps.retention && !this.deps.retention.hasRoomFor(d.size ?? 0)) {
-        this.deps.log.debug({ digest: d.digest, size: d.size }, 'blob not prefetched: the quota has no room');
-        return;
+  private one(repo: Repository, d: Descriptor): Promise<void> {
+    return this.lane.run(async () => {
+      try {
+        // Stored already, or its download just ended: nothing to do. One already running is joined below.
+        if (await this.deps.index.get(d.digest)) return;
+        if (this.deps.retention && !this.deps.retention.hasRoomFor(d.size ?? 0)) {
+          this.deps.log.debug({ digest: d.digest, size: d.size }, 'blob not prefetched: the quota has no room');
+          return;
+        }
+        if (!(await this.deps.blobs.fetch(repo, d.digest))) return;
+        await this.deps.fills.settled(d.digest);
+      } catch (err) {
+        // The client's own request starts afresh (a failed download leaves no entry to join) and reports it.
+        this.deps.log.debug({ err, digest: d.digest }, 'blob prefetch failed');
       }
-      if (!(await this.deps.blobs.fetch(repo, d.digest))) return;
-      // The slot is held until the download ends: `limit` bounds downloads, not requests.
-      await this.deps.fills.settled(d.digest);
-    } catch (err) {
-      // The client's own request starts afresh (a failed download leaves no entry to join) and reports it.
-      this.deps.log.debug({ err, digest: d.digest }, 'blob prefetch failed');
-    } finally {
-      this.release();
-    }
-  }
-
-  private async slot(): Promise<void> {
-    if (this.running < this.deps.limit) {
-      this.running++;
-      return;
-    }
-    // The slot is handed over by release(), so `running` stays as it is.
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-
-  private release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.running--;
+    });
   }
 }

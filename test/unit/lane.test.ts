@@ -1,6 +1,6 @@
-// SyncLane: the store's fsyncs take turns (at most `width` at once, in arrival order), and a failed one frees its turn.
+// Lane: work takes turns (the store's fsyncs, blob prefetch) (at most `width` at once, in arrival order), and a failed one frees its turn.
 import { describe, expect, it } from 'vitest';
-import { SyncLane } from '../../src/cache/sync-lane.js';
+import { Lane } from '../../src/cache/lane.js';
 
 function deferred(): { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } {
   let resolve!: () => void;
@@ -14,9 +14,9 @@ function deferred(): { promise: Promise<void>; resolve: () => void; reject: (err
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-describe('SyncLane', () => {
+describe('Lane', () => {
   it('runs one fsync at a time by default, the waiting ones in the order they came', async () => {
-    const lane = new SyncLane();
+    const lane = new Lane();
     const gates = [deferred(), deferred(), deferred()];
     const started: number[] = [];
     const runs = gates.map((gate, i) =>
@@ -38,7 +38,7 @@ describe('SyncLane', () => {
   });
 
   it('runs up to its width at once', async () => {
-    const lane = new SyncLane(2);
+    const lane = new Lane(2);
     const gates = [deferred(), deferred(), deferred()];
     let running = 0;
     let most = 0;
@@ -57,7 +57,7 @@ describe('SyncLane', () => {
   });
 
   it('passes a failure to its caller and the turn to the next one', async () => {
-    const lane = new SyncLane();
+    const lane = new Lane();
     const failure = new Error('EIO');
     const failed = lane.run(() => Promise.reject(failure));
     const next = lane.run(() => Promise.resolve('synced'));
