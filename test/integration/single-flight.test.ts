@@ -19,33 +19,34 @@ afterEach(async () => {
 });
 afterAll(() => front?.close());
 
+/**
+ * `clients` concurrent pulls of the multi-platform image through the mirror: each gets the amd64 platform's config
+ * and layers, and upstream served one GET per blob. Resolves with those digests.
+ */
+async function pullsFetchEachBlobOnce(clients: number): Promise<string[]> {
+  const image = inject('images').multi;
+  const results = await Promise.all(Array.from({ length: clients }, () => pull(mirror.url, image.repo, image.tag)));
+  const amd64 = image.platforms.find((p) => p.architecture === 'amd64');
+  const expected = [amd64?.config, ...(amd64?.layers.map((l) => l.digest) ?? [])].sort();
+  for (const result of results) expect([...result.blobs.keys()].sort()).toEqual(expected);
+  await front.idle();
+  for (const digest of expected) {
+    expect(front.count({ method: 'GET', kind: 'blob', pathIncludes: digest as string })).toBe(1);
+  }
+  return expected as string[];
+}
+
 describe('concurrent cold pulls', () => {
   it('serves 8 concurrent pulls of an uncached image with a single upstream GET per blob', async () => {
     mirror = await startMirror(front.url);
-    const image = inject('images').multi;
-    const results = await Promise.all(Array.from({ length: 8 }, () => pull(mirror.url, image.repo, image.tag)));
-    const amd64 = image.platforms.find((p) => p.architecture === 'amd64');
-    const expected = [amd64?.config, ...(amd64?.layers.map((l) => l.digest) ?? [])].sort();
-    for (const result of results) expect([...result.blobs.keys()].sort()).toEqual(expected);
-    await front.idle();
-    for (const digest of expected) {
-      expect(front.count({ method: 'GET', kind: 'blob', pathIncludes: digest as string })).toBe(1);
-    }
+    await pullsFetchEachBlobOnce(8);
   });
 });
 
 describe('blob prefetch (cache.prefetchBlobs, issue 16)', () => {
   it('downloads the blobs of a manifest fetched for clients once, the clients joining the prefetch: one upstream GET per blob', async () => {
     mirror = await startMirror(front.url, { config: { cache: { prefetchBlobs: 2 } } });
-    const image = inject('images').multi;
-    const results = await Promise.all(Array.from({ length: 4 }, () => pull(mirror.url, image.repo, image.tag)));
-    const amd64 = image.platforms.find((p) => p.architecture === 'amd64');
-    const expected = [amd64?.config, ...(amd64?.layers.map((l) => l.digest) ?? [])].sort();
-    for (const result of results) expect([...result.blobs.keys()].sort()).toEqual(expected);
-    await front.idle();
-    for (const digest of expected) {
-      expect(front.count({ method: 'GET', kind: 'blob', pathIncludes: digest as string })).toBe(1);
-    }
+    const expected = await pullsFetchEachBlobOnce(4);
     // Only the platform the clients took: an index names platforms, and their manifests cost pulls.
     expect(front.count({ method: 'GET', kind: 'blob' })).toBe(expected.length);
   });
