@@ -134,10 +134,15 @@ async function serveManifest(deps: RouteDeps, ctx: RequestContext, mirror: Mirro
     'digest' in parsed
       ? await mirror.manifests.byDigest(repo, parsed.digest, accept, withBody, ctx)
       : await mirror.manifests.byTag(repo, parsed.tag, accept, withBody, { client: ctx });
+  answerManifest(deps, ctx, mirror.name, manifest);
+}
+
+/** Counts a manifest answer (cache result, pulls spared) and sends it: the single process's and a worker's. */
+export function answerManifest(deps: Pick<RouteDeps, 'metrics'>, ctx: RequestContext, registry: string, manifest: ManifestAnswer): void {
   ctx.cache = manifest.source;
-  deps.metrics.cacheRequests.inc({ registry: mirror.name, kind: 'manifest', result: manifest.source === 'stale' ? 'hit' : manifest.source });
+  deps.metrics.cacheRequests.inc({ registry, kind: 'manifest', result: manifest.source === 'stale' ? 'hit' : manifest.source });
   // Only a GET is a pull on Docker Hub; one answered by anything but this request's own upstream GET spared one.
-  if (withBody && manifest.source !== 'miss') deps.metrics.pullsSpared.inc({ registry: mirror.name });
+  if (ctx.method === 'GET' && manifest.source !== 'miss') deps.metrics.pullsSpared.inc({ registry });
   sendManifest(ctx, manifest);
 }
 
@@ -165,18 +170,19 @@ async function serveBlob(deps: RouteDeps, ctx: RequestContext, mirror: MirroredR
     const meta = await mirror.blobs.head(repo, digest, ctx);
     if (!meta) throw blobUnknown(repo, digest, mirror.offline);
     ctx.cache = meta.source;
-    ctx.res.writeHead(200, {
-      ...API_VERSION,
-      ...blobHeaders(digest, meta.mediaType),
-      ...(meta.size === undefined ? {} : { 'content-length': meta.size }),
-    });
-    ctx.res.end();
+    sendBlobHead(ctx, digest, meta.mediaType, meta.size);
     return;
   }
   const blob = await mirror.blobs.get(repo, digest, ctx);
   if (!blob) throw blobUnknown(repo, digest, mirror.offline);
   ctx.cache = blob.source;
   await sendBlob(deps, ctx, digest, blob);
+}
+
+/** A blob HEAD's answer: its headers, no body. */
+export function sendBlobHead(ctx: RequestContext, digest: string, mediaType: string, size: number | undefined): void {
+  ctx.res.writeHead(200, { ...API_VERSION, ...blobHeaders(digest, mediaType), ...(size === undefined ? {} : { 'content-length': size }) });
+  ctx.res.end();
 }
 
 export async function sendBlob(deps: Pick<RouteDeps, 'metrics' | 'sendTimeout'>, ctx: RequestContext, digest: string, blob: BlobHandle) {

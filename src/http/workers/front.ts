@@ -9,7 +9,7 @@ import type { Metrics } from '../../metrics/metrics.js';
 import { isDigest, type Digest } from '../../registry/reference.js';
 import type { ClientAuth } from '../client-auth.js';
 import type { RequestContext } from '../context.js';
-import { admitRepository, API_VERSION, blobHeaders, decode, REPO_ROUTE, sendBlob, sendManifest, type RegistryFront } from '../routes.js';
+import { admitRepository, answerManifest, decode, REPO_ROUTE, sendBlob, sendBlobHead, type RegistryFront } from '../routes.js';
 import type { Handler } from '../server.js';
 import type { Forwarded, PrimaryLink } from './forward.js';
 
@@ -91,11 +91,8 @@ async function answer(deps: WorkerFrontDeps, ctx: RequestContext, digest: Digest
     const withBody = ctx.method === 'GET';
     if (entry.size === undefined || (withBody && !entry.bytes)) return false;
     ctx.kind = 'manifest';
-    ctx.cache = 'hit';
     ctx.via = 'memory';
-    deps.metrics.cacheRequests.inc({ registry, kind: 'manifest', result: 'hit' });
-    if (withBody) deps.metrics.pullsSpared.inc({ registry });
-    sendManifest(ctx, { digest, mediaType: entry.mediaType, size: entry.size, bytes: entry.bytes });
+    answerManifest(deps, ctx, registry, { digest, mediaType: entry.mediaType, size: entry.size, bytes: entry.bytes, source: 'hit' });
     deps.accessed(digest);
     return true;
   }
@@ -105,8 +102,7 @@ async function answer(deps: WorkerFrontDeps, ctx: RequestContext, digest: Digest
     ctx.kind = 'blob';
     ctx.cache = 'hit';
     ctx.via = 'file';
-    ctx.res.writeHead(200, { ...API_VERSION, ...blobHeaders(digest, entry.mediaType), 'content-length': info.size });
-    ctx.res.end();
+    sendBlobHead(ctx, digest, entry.mediaType, info.size);
     return true;
   }
   // Evicted or deleted since: the primary fetches it again. Once open, a removal cannot cut the read short.
@@ -118,7 +114,7 @@ async function answer(deps: WorkerFrontDeps, ctx: RequestContext, digest: Digest
   const blob: BlobHandle = {
     size: opened.size,
     mediaType: entry.mediaType,
-    manifest: entry.kind !== 'blob',
+    manifest: false,
     source: 'hit',
     read: (range) => opened.read(range),
     ...(opened.readAt ? { readAt: opened.readAt } : {}),
